@@ -1,0 +1,513 @@
+// pybind11 bindings: the only file that includes pybind11. Each binding checks
+// shapes (check_* helpers below: every size the kernels rely on), allocates the
+// outputs, releases the GIL and calls the kernel. The Python layer
+// (pyconvnet/functional.py) gives friendlier messages first; these checks are
+// what keeps memory safe for anyone calling _core directly.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <climits>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "batchnorm.h"
+#include "conv.h"
+#include "linear.h"
+#include "pool.h"
+#include "cblas.h"
+
+namespace py = pybind11;
+using pcn::index_t;
+using I2 = std::array<index_t, 2>;
+using I4 = std::array<index_t, 4>;
+
+template <typename T>
+using arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+template <typename T>
+using oarr = std::optional<arr<T>>;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::string shape_str(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+void check_ndim(const py::array& a, const char* name, py::ssize_t nd) {
+    if (a.ndim() != nd)
+        fail(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got shape " + shape_str(a));
+}
+
+void check_shape(const py::array& a, const char* name, std::initializer_list<index_t> want) {
+    bool ok = a.ndim() == py::ssize_t(want.size());
+    py::ssize_t i = 0;
+    std::ostringstream w;
+    w << "(";
+    for (index_t v : want) {
+        if (ok && a.shape(i) != v) ok = false;
+        w << (i ? ", " : "") << v;
+        ++i;
+    }
+    w << (want.size() == 1 ? ",)" : ")");
+    if (!ok) fail(std::string(name) + ": expected shape " + w.str() + ", got " + shape_str(a));
+}
+
+void check_pos(const I2& v, const char* name) {
+    if (v[0] < 1 || v[1] < 1)
+        fail(std::string(name) + ": expected positive values, got (" + std::to_string(v[0]) + ", " +
+             std::to_string(v[1]) + ")");
+}
+
+void check_nonneg(const index_t* v, int n, const char* name) {
+    for (int i = 0; i < n; ++i)
+        if (v[i] < 0) fail(std::string(name) + ": expected non-negative values, got " + std::to_string(v[i]));
+}
+
+void check_blas_size(index_t v, const char* what) {
+    if (v >= INT_MAX) fail(std::string(what) + " too large for 32-bit BLAS: " + std::to_string(v));
+}
+
+// Builds the conv geometry for input (C,H,W), checking every parameter.
+pcn::ConvArgs conv_args(index_t N, index_t C, index_t H, index_t W, index_t O, index_t kh, index_t kw, const I2& s,
+                        const I4& pad, const I2& d, index_t groups, const char* wname) {
+    check_pos(s, "stride");
+    check_pos(d, "dilation");
+    check_nonneg(pad.data(), 4, "padding");
+    if (groups < 1) fail("groups: expected a positive integer, got " + std::to_string(groups));
+    if (C % groups) fail("groups: " + std::to_string(groups) + " does not divide the " + std::to_string(C) +
+                         " input channels");
+    if (O % groups) fail("groups: " + std::to_string(groups) + " does not divide the " + std::to_string(O) +
+                         " output channels");
+    if (kh < 1 || kw < 1) fail(std::string(wname) + ": kernel size must be positive");
+    const index_t OH = pcn::conv_out_size(H, kh, s[0], pad[0] + pad[1], d[0]);
+    const index_t OW = pcn::conv_out_size(W, kw, s[1], pad[2] + pad[3], d[1]);
+    if (OH < 1 || OW < 1)
+        fail("kernel size (" + std::to_string(kh) + ", " + std::to_string(kw) + ") with dilation (" +
+             std::to_string(d[0]) + ", " + std::to_string(d[1]) + ") is larger than the padded input (" +
+             std::to_string(H + pad[0] + pad[1]) + ", " + std::to_string(W + pad[2] + pad[3]) + ")");
+    pcn::ConvArgs a{N, O, groups, pcn::Geom{C, H, W, kh, kw, s[0], s[1], pad[0], pad[2], d[0], d[1], OH, OW}};
+    check_blas_size(C / groups * kh * kw * OH * OW, "im2col buffer");
+    check_blas_size(H * W, "image plane");
+    return a;
+}
+
+template <typename T>
+const T* opt_ptr(const oarr<T>& b, const char* name, index_t n) {
+    if (!b) return nullptr;
+    check_shape(*b, name, {n});
+    return b->data();
+}
+
+// ---------------------------------------------------------------- convolution
+template <typename T>
+arr<T> conv2d_forward(arr<T> x, arr<T> w, oarr<T> bias, I2 stride, I4 pad, I2 dil, index_t groups) {
+    check_ndim(x, "input", 4);
+    check_ndim(w, "weight", 4);
+    const index_t N = x.shape(0), C = x.shape(1), O = w.shape(0);
+    if (w.shape(1) * groups != C)
+        fail("weight: expected shape (O, " + std::to_string(C / std::max<index_t>(groups, 1)) +
+             ", kh, kw) for input with " + std::to_string(C) + " channels and groups=" + std::to_string(groups) +
+             ", got " + shape_str(w));
+    auto a = conv_args(N, C, x.shape(2), x.shape(3), O, w.shape(2), w.shape(3), stride, pad, dil, groups, "weight");
+    const T* b = opt_ptr<T>(bias, "bias", O);
+    arr<T> y({N, O, a.g.OH, a.g.OW});
+    const T *xp = x.data(), *wp = w.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::conv2d_forward(xp, wp, b, yp, a);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple conv2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 stride, I4 pad, I2 dil, index_t groups, bool need_x,
+                          bool need_w, bool need_b) {
+    check_ndim(x, "input", 4);
+    check_ndim(w, "weight", 4);
+    const index_t N = x.shape(0), C = x.shape(1), O = w.shape(0);
+    if (w.shape(1) * groups != C) fail("weight: channel mismatch with input, got " + shape_str(w));
+    auto a = conv_args(N, C, x.shape(2), x.shape(3), O, w.shape(2), w.shape(3), stride, pad, dil, groups, "weight");
+    check_shape(gy, "grad_output", {N, O, a.g.OH, a.g.OW});
+    py::object gx = py::none(), gw = py::none(), gb = py::none();
+    arr<T> ax, aw, ab;
+    const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
+    T *gxp = nullptr, *gwp = nullptr, *gbp = nullptr;
+    if (need_x) { ax = arr<T>({N, C, a.g.H, a.g.W}); gxp = ax.mutable_data(); gx = ax; }
+    if (need_w) { aw = arr<T>({O, C / groups, a.g.kh, a.g.kw}); gwp = aw.mutable_data(); gw = aw; }
+    if (need_b) { ab = arr<T>({O}); gbp = ab.mutable_data(); gb = ab; }
+    {
+        py::gil_scoped_release nogil;
+        if (gxp) pcn::conv2d_backward_data(gyp, wp, gxp, a);
+        if (gwp) pcn::conv2d_backward_weight(gyp, xp, gwp, a);
+        if (gbp) pcn::channel_sum(gyp, gbp, N, O, a.g.OH * a.g.OW);
+    }
+    return py::make_tuple(gx, gw, gb);
+}
+
+// Transposed conv: the conv whose input is y (Cout, OH, OW) and output is x (Cin, H, W).
+pcn::ConvArgs transpose_args(index_t N, index_t Cin, index_t H, index_t W, const py::array& w, index_t groups,
+                             const I2& s, const I2& p, const I2& op, const I2& d) {
+    check_ndim(w, "weight", 4);
+    check_pos(s, "stride");
+    check_pos(d, "dilation");
+    check_nonneg(p.data(), 2, "padding");
+    check_nonneg(op.data(), 2, "output_padding");
+    if (groups < 1) fail("groups: expected a positive integer, got " + std::to_string(groups));
+    if (w.shape(0) != Cin) fail("weight: expected shape (" + std::to_string(Cin) + ", C_out/groups, kh, kw), got " + shape_str(w));
+    if (Cin % groups) fail("groups: " + std::to_string(groups) + " does not divide the " + std::to_string(Cin) + " input channels");
+    for (int i = 0; i < 2; ++i)
+        if (op[i] >= s[i] && op[i] >= d[i])
+            fail("output_padding: must be smaller than stride or dilation, got " + std::to_string(op[i]));
+    const index_t Cout = w.shape(1) * groups, kh = w.shape(2), kw = w.shape(3);
+    const index_t OH = pcn::conv_transpose_out_size(H, kh, s[0], p[0], d[0], op[0]);
+    const index_t OW = pcn::conv_transpose_out_size(W, kw, s[1], p[1], d[1], op[1]);
+    if (OH < 1 || OW < 1 || kh < 1 || kw < 1)
+        fail("conv_transpose2d: output size (" + std::to_string(OH) + ", " + std::to_string(OW) + ") is not positive");
+    pcn::ConvArgs a{N, Cin, groups, pcn::Geom{Cout, OH, OW, kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], H, W}};
+    check_blas_size(w.shape(1) * kh * kw * H * W, "col buffer");
+    check_blas_size(OH * OW, "image plane");
+    return a;
+}
+
+template <typename T>
+arr<T> conv_transpose2d_forward(arr<T> x, arr<T> w, oarr<T> bias, I2 s, I2 p, I2 op, I2 d, index_t groups) {
+    check_ndim(x, "input", 4);
+    auto a = transpose_args(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w, groups, s, p, op, d);
+    const index_t Cout = a.g.C;
+    const T* b = opt_ptr<T>(bias, "bias", Cout);
+    arr<T> y({a.N, Cout, a.g.H, a.g.W});
+    const T *xp = x.data(), *wp = w.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::conv2d_backward_data(xp, wp, yp, a);
+        if (b) pcn::add_channel_bias(yp, b, a.N, Cout, a.g.H * a.g.W);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple conv_transpose2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 s, I2 p, I2 op, I2 d, index_t groups) {
+    check_ndim(x, "input", 4);
+    auto a = transpose_args(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w, groups, s, p, op, d);
+    check_shape(gy, "grad_output", {a.N, a.g.C, a.g.H, a.g.W});
+    arr<T> gx({a.N, a.O, a.g.OH, a.g.OW}), gw({w.shape(0), w.shape(1), w.shape(2), w.shape(3)}), gb({a.g.C});
+    const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
+    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::conv2d_forward<T>(gyp, wp, nullptr, gxp, a);
+        pcn::conv2d_backward_weight(xp, gyp, gwp, a);
+        pcn::channel_sum(gyp, gbp, a.N, a.g.C, a.g.H * a.g.W);
+    }
+    return py::make_tuple(gx, gw, gb);
+}
+
+pcn::Geom unfold_geom(index_t C, index_t H, index_t W, const I2& k, const I2& d, const I2& p, const I2& s) {
+    check_pos(k, "kernel_size");
+    check_pos(d, "dilation");
+    check_pos(s, "stride");
+    check_nonneg(p.data(), 2, "padding");
+    const index_t OH = pcn::conv_out_size(H, k[0], s[0], 2 * p[0], d[0]);
+    const index_t OW = pcn::conv_out_size(W, k[1], s[1], 2 * p[1], d[1]);
+    if (OH < 1 || OW < 1) fail("kernel_size: the (dilated) kernel is larger than the padded input");
+    check_blas_size(C * k[0] * k[1] * OH * OW, "column buffer");
+    return pcn::Geom{C, H, W, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], OH, OW};
+}
+
+template <typename T>
+arr<T> unfold(arr<T> x, I2 k, I2 d, I2 p, I2 s) {
+    check_ndim(x, "input", 4);
+    const index_t N = x.shape(0);
+    auto g = unfold_geom(x.shape(1), x.shape(2), x.shape(3), k, d, p, s);
+    const index_t R = g.C * g.kh * g.kw, L = g.OH * g.OW;
+    arr<T> y({N, R, L});
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        const bool across = N >= pcn::max_threads();
+#pragma omp parallel for schedule(static) if (across && N > 1)
+        for (index_t n = 0; n < N; ++n) pcn::im2col(xp + n * g.C * g.H * g.W, g, yp + n * R * L, !across);
+    }
+    return y;
+}
+
+template <typename T>
+arr<T> fold(arr<T> cols, I2 out, I2 k, I2 d, I2 p, I2 s) {
+    check_ndim(cols, "input", 3);
+    check_pos(out, "output_size");
+    check_pos(k, "kernel_size");
+    const index_t N = cols.shape(0), R = cols.shape(1), kk = k[0] * k[1];
+    if (R % kk) fail("input: dimension 1 (" + std::to_string(R) + ") is not divisible by kernel_size product " + std::to_string(kk));
+    auto g = unfold_geom(R / kk, out[0], out[1], k, d, p, s);
+    if (cols.shape(2) != g.OH * g.OW)
+        fail("input: expected " + std::to_string(g.OH * g.OW) + " blocks in dimension 2 for output_size (" +
+             std::to_string(out[0]) + ", " + std::to_string(out[1]) + "), got shape " + shape_str(cols));
+    arr<T> y({N, g.C, g.H, g.W});
+    const T* cp = cols.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        const index_t L = g.OH * g.OW, img = g.C * g.H * g.W;
+        std::fill(yp, yp + N * img, T(0));
+        const bool across = N >= pcn::max_threads();
+#pragma omp parallel for schedule(static) if (across && N > 1)
+        for (index_t n = 0; n < N; ++n) pcn::col2im(cp + n * R * L, g, yp + n * img, !across);
+    }
+    return y;
+}
+
+// ---------------------------------------------------------------- pooling
+pcn::PoolArgs pool_args(index_t N, index_t C, index_t H, index_t W, const I2& k, const I2& s, const I2& p,
+                        const I2& d, bool ceil_mode) {
+    check_pos(k, "kernel_size");
+    check_pos(s, "stride");
+    check_pos(d, "dilation");
+    check_nonneg(p.data(), 2, "padding");
+    for (int i = 0; i < 2; ++i)
+        if (2 * p[i] > k[i])
+            fail("padding: should be at most half of kernel_size, got padding " + std::to_string(p[i]) +
+                 " for kernel_size " + std::to_string(k[i]));
+    const index_t OH = pcn::pool_out_size(H, k[0], s[0], p[0], d[0], ceil_mode);
+    const index_t OW = pcn::pool_out_size(W, k[1], s[1], p[1], d[1], ceil_mode);
+    if (OH < 1 || OW < 1)
+        fail("kernel_size: the pooling window is larger than the padded input (" + std::to_string(H + 2 * p[0]) + ", " +
+             std::to_string(W + 2 * p[1]) + ")");
+    return pcn::PoolArgs{N * C, H, W, OH, OW, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
+}
+
+template <typename T>
+py::tuple max_pool2d_forward(arr<T> x, I2 k, I2 s, I2 p, I2 d, bool ceil_mode) {
+    check_ndim(x, "input", 4);
+    auto a = pool_args(x.shape(0), x.shape(1), x.shape(2), x.shape(3), k, s, p, d, ceil_mode);
+    arr<T> y({x.shape(0), x.shape(1), a.OH, a.OW});
+    py::array_t<std::int64_t> idx({x.shape(0), x.shape(1), a.OH, a.OW});
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    std::int64_t* ip = idx.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::max_pool2d_forward(xp, yp, ip, a);
+    }
+    return py::make_tuple(y, idx);
+}
+
+template <typename T>
+arr<T> max_pool2d_backward(arr<T> gy, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> idx,
+                           std::array<index_t, 4> in_shape) {
+    check_ndim(gy, "grad_output", 4);
+    check_nonneg(in_shape.data(), 4, "input_shape");
+    if (gy.shape(0) != in_shape[0] || gy.shape(1) != in_shape[1])
+        fail("grad_output: batch/channel dims " + shape_str(gy) + " do not match input_shape");
+    check_shape(idx, "indices", {gy.shape(0), gy.shape(1), gy.shape(2), gy.shape(3)});
+    const index_t HW = in_shape[2] * in_shape[3], total = idx.size();
+    const std::int64_t* ip = idx.data();
+    for (index_t i = 0; i < total; ++i)
+        if (ip[i] < -1 || ip[i] >= HW)
+            fail("indices: value " + std::to_string(ip[i]) + " is outside the input plane of " + std::to_string(HW) +
+                 " elements");
+    pcn::PoolArgs a{in_shape[0] * in_shape[1], in_shape[2], in_shape[3], gy.shape(2), gy.shape(3), 1, 1, 1, 1, 0, 0, 1, 1};
+    arr<T> gx({in_shape[0], in_shape[1], in_shape[2], in_shape[3]});
+    const T* gp = gy.data();
+    T* xp = gx.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::max_pool2d_backward(gp, ip, xp, a);
+    }
+    return gx;
+}
+
+template <typename T>
+arr<T> avg_pool2d_forward(arr<T> x, I2 k, I2 s, I2 p, bool ceil_mode, bool cip) {
+    check_ndim(x, "input", 4);
+    auto a = pool_args(x.shape(0), x.shape(1), x.shape(2), x.shape(3), k, s, p, I2{1, 1}, ceil_mode);
+    arr<T> y({x.shape(0), x.shape(1), a.OH, a.OW});
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::avg_pool2d_forward(xp, yp, a, cip);
+    }
+    return y;
+}
+
+template <typename T>
+arr<T> avg_pool2d_backward(arr<T> gy, std::array<index_t, 4> in_shape, I2 k, I2 s, I2 p, bool ceil_mode, bool cip) {
+    check_nonneg(in_shape.data(), 4, "input_shape");
+    auto a = pool_args(in_shape[0], in_shape[1], in_shape[2], in_shape[3], k, s, p, I2{1, 1}, ceil_mode);
+    check_shape(gy, "grad_output", {in_shape[0], in_shape[1], a.OH, a.OW});
+    arr<T> gx({in_shape[0], in_shape[1], in_shape[2], in_shape[3]});
+    const T* gp = gy.data();
+    T* xp = gx.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::avg_pool2d_backward(gp, xp, a, cip);
+    }
+    return gx;
+}
+
+// ---------------------------------------------------------------- batch norm
+struct NCS {
+    index_t N, C, S;
+};
+NCS ncs(const py::array& x, const char* name) {
+    if (x.ndim() < 2) fail(std::string(name) + ": expected (N, C) or (N, C, *spatial), got shape " + shape_str(x));
+    NCS r{x.shape(0), x.shape(1), 1};
+    for (py::ssize_t i = 2; i < x.ndim(); ++i) r.S *= x.shape(i);
+    return r;
+}
+
+std::vector<py::ssize_t> shape_of(const py::array& x) { return std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()); }
+
+template <typename T>
+py::tuple batch_norm_train(arr<T> x, oarr<T> gamma, oarr<T> beta, double eps) {
+    auto d = ncs(x, "input");
+    if (d.N * d.S < 1) fail("input: batch norm needs at least one value per channel, got shape " + shape_str(x));
+    if (!(eps > 0)) fail("eps: expected a positive value, got " + std::to_string(eps));
+    const T* g = opt_ptr<T>(gamma, "weight", d.C);
+    const T* b = opt_ptr<T>(beta, "bias", d.C);
+    arr<T> y(shape_of(x)), mean({d.C}), var({d.C}), invstd({d.C});
+    const T* xp = x.data();
+    T *yp = y.mutable_data(), *mp = mean.mutable_data(), *vp = var.mutable_data(), *ip = invstd.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::batch_norm_forward_train(xp, g, b, yp, mp, vp, ip, d.N, d.C, d.S, eps);
+    }
+    return py::make_tuple(y, mean, var, invstd);
+}
+
+template <typename T>
+arr<T> batch_norm_eval(arr<T> x, arr<T> mean, arr<T> var, oarr<T> gamma, oarr<T> beta, double eps) {
+    auto d = ncs(x, "input");
+    if (!(eps >= 0)) fail("eps: expected a non-negative value, got " + std::to_string(eps));
+    check_shape(mean, "running_mean", {d.C});
+    check_shape(var, "running_var", {d.C});
+    const T* g = opt_ptr<T>(gamma, "weight", d.C);
+    const T* b = opt_ptr<T>(beta, "bias", d.C);
+    arr<T> y(shape_of(x));
+    const T *xp = x.data(), *mp = mean.data(), *vp = var.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::batch_norm_forward_eval(xp, mp, vp, g, b, yp, d.N, d.C, d.S, eps);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple batch_norm_backward(arr<T> gy, arr<T> x, oarr<T> gamma, arr<T> mean, arr<T> invstd) {
+    auto d = ncs(x, "input");
+    if (gy.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), gy.shape()))
+        fail("grad_output: expected the input's shape " + shape_str(x) + ", got " + shape_str(gy));
+    const T* g = opt_ptr<T>(gamma, "weight", d.C);
+    check_shape(mean, "mean", {d.C});
+    check_shape(invstd, "invstd", {d.C});
+    arr<T> gx(shape_of(x)), gg({d.C}), gb({d.C});
+    const T *gyp = gy.data(), *xp = x.data(), *mp = mean.data(), *ip = invstd.data();
+    T *gxp = gx.mutable_data(), *ggp = gg.mutable_data(), *gbp = gb.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::batch_norm_backward(gyp, xp, g, mp, ip, gxp, ggp, gbp, d.N, d.C, d.S);
+    }
+    return py::make_tuple(gx, gg, gb);
+}
+
+// ---------------------------------------------------------------- linear
+template <typename T>
+arr<T> linear_forward(arr<T> x, arr<T> w, oarr<T> bias) {
+    check_ndim(x, "input", 2);
+    check_ndim(w, "weight", 2);
+    const index_t N = x.shape(0), in = x.shape(1), out = w.shape(0);
+    if (w.shape(1) != in)
+        fail("weight: expected shape (out_features, " + std::to_string(in) + "), got " + shape_str(w));
+    check_blas_size(std::max({N, in, out}), "dimension");
+    const T* b = opt_ptr<T>(bias, "bias", out);
+    arr<T> y({N, out});
+    const T *xp = x.data(), *wp = w.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::linear_forward(xp, wp, b, yp, N, in, out);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w) {
+    check_ndim(x, "input", 2);
+    check_ndim(w, "weight", 2);
+    const index_t N = x.shape(0), in = x.shape(1), out = w.shape(0);
+    if (w.shape(1) != in)
+        fail("weight: expected shape (out_features, " + std::to_string(in) + "), got " + shape_str(w));
+    check_shape(gy, "grad_output", {N, out});
+    arr<T> gx({N, in}), gw({out, in}), gb({out});
+    const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
+    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::linear_backward(gyp, xp, wp, gxp, gwp, gbp, N, in, out);
+    }
+    return py::make_tuple(gx, gw, gb);
+}
+
+template <typename T>
+void register_kernels(py::module_& m) {
+    using namespace py::literals;
+    m.def("conv2d_forward", &conv2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
+    m.def("conv2d_backward", &conv2d_backward<T>, "grad_output"_a, "x"_a, "w"_a, "stride"_a, "padding"_a, "dilation"_a,
+          "groups"_a, "need_input"_a = true, "need_weight"_a = true, "need_bias"_a = true);
+    m.def("conv_transpose2d_forward", &conv_transpose2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a,
+          "output_padding"_a, "dilation"_a, "groups"_a);
+    m.def("conv_transpose2d_backward", &conv_transpose2d_backward<T>, "grad_output"_a, "x"_a, "w"_a, "stride"_a,
+          "padding"_a, "output_padding"_a, "dilation"_a, "groups"_a);
+    m.def("unfold", &unfold<T>, "x"_a, "kernel_size"_a, "dilation"_a, "padding"_a, "stride"_a);
+    m.def("fold", &fold<T>, "cols"_a, "output_size"_a, "kernel_size"_a, "dilation"_a, "padding"_a, "stride"_a);
+    m.def("max_pool2d_forward", &max_pool2d_forward<T>, "x"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a,
+          "ceil_mode"_a);
+    m.def("max_pool2d_backward", &max_pool2d_backward<T>, "grad_output"_a, "indices"_a, "input_shape"_a);
+    m.def("avg_pool2d_forward", &avg_pool2d_forward<T>, "x"_a, "kernel_size"_a, "stride"_a, "padding"_a,
+          "ceil_mode"_a, "count_include_pad"_a);
+    m.def("avg_pool2d_backward", &avg_pool2d_backward<T>, "grad_output"_a, "input_shape"_a, "kernel_size"_a,
+          "stride"_a, "padding"_a, "ceil_mode"_a, "count_include_pad"_a);
+    m.def("batch_norm_train", &batch_norm_train<T>, "x"_a, "weight"_a, "bias"_a, "eps"_a);
+    m.def("batch_norm_eval", &batch_norm_eval<T>, "x"_a, "mean"_a, "var"_a, "weight"_a, "bias"_a, "eps"_a);
+    m.def("batch_norm_backward", &batch_norm_backward<T>, "grad_output"_a, "x"_a, "weight"_a, "mean"_a, "invstd"_a);
+    m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);
+    m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    using namespace py::literals;
+    m.doc() = "pyconvnet C++ kernels (private: use pyconvnet.functional)";
+    // Single-threaded BLAS from the start: our OpenMP loops own the cores.
+    scipy_openblas_set_num_threads(1);
+    // float64 overloads first: in pybind11's convert pass a float64 array must not be cast down.
+    register_kernels<double>(m);
+    register_kernels<float>(m);
+    m.def("conv_out_size", &pcn::conv_out_size, "size"_a, "kernel_size"_a, "stride"_a, "pad_total"_a, "dilation"_a);
+    m.def("conv_transpose_out_size", &pcn::conv_transpose_out_size, "size"_a, "kernel_size"_a, "stride"_a,
+          "padding"_a, "dilation"_a, "output_padding"_a);
+    m.def("pool_out_size", &pcn::pool_out_size, "size"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a,
+          "ceil_mode"_a);
+    m.def("set_num_threads", &pcn::set_num_threads, "n"_a);
+    m.def("get_num_threads", &pcn::get_num_threads);
+    m.def("blas_info", []() { return std::string(scipy_openblas_get_config()); });
+#ifdef _OPENMP
+    m.attr("has_openmp") = true;
+#else
+    m.attr("has_openmp") = false;
+#endif
+}

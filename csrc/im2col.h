@@ -1,0 +1,20 @@
+// im2col / col2im for one image (C, H, W) <-> columns (C*kh*kw, OH*OW), rows in
+// (c, ki, kj) order as torch's unfold. col2im ACCUMULATES (+=) into the image.
+#pragma once
+#include "common.h"
+
+namespace pcn {
+
+struct Geom {  // one 2-D window geometry; pads are top/left (bottom/right are implied by OH/OW)
+    index_t C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW;
+    bool is_identity() const {  // 1x1, stride 1, no pad: the columns ARE the image
+        return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W;
+    }
+};
+
+template <typename T>
+void im2col(const T* img, const Geom& g, T* col, bool parallel);
+template <typename T>
+void col2im(const T* col, const Geom& g, T* img, bool parallel);
+
+}  // namespace pcn

@@ -1,0 +1,5 @@
+"""pyconvnet: fast convolutional-network kernels (C++/OpenMP/OpenBLAS) behind a NumPy API."""
+from ._threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+__all__ = ["get_num_threads", "set_num_threads", "__version__"]

@@ -1,0 +1,60 @@
+"""Argument checking shared by pyconvnet.functional: every public function
+validates here, so errors name the argument, what it got and what was expected."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(a, name: str, dtype=None) -> np.ndarray:
+    """``a`` as a float32/float64 ndarray (never copied unless needed).
+
+    With ``dtype`` given, ``a`` must already have it (mixing precisions is an
+    error, not a silent cast)."""
+    arr = np.asarray(a)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of x), got {arr.dtype}")
+    return arr
+
+
+def check_ndim(a: np.ndarray, name: str, ndims, layout: str) -> None:
+    if np.ndim(a) not in (ndims if isinstance(ndims, tuple) else (ndims,)):
+        raise ValueError(f"{name}: expected a {layout} array, got shape {tuple(np.shape(a))}")
+
+
+def as_int(v, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int, got bool {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}") from None
+
+
+def pair(v, name: str, minimum: int) -> tuple[int, int]:
+    """int-or-pair, as torch accepts: 3 -> (3, 3); (2, 3) -> (2, 3)."""
+    if isinstance(v, (tuple, list, np.ndarray)):
+        vals = list(v)
+        if len(vals) == 1:
+            vals = vals * 2
+        if len(vals) != 2:
+            raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+        out = (as_int(vals[0], name), as_int(vals[1], name))
+    else:
+        i = as_int(v, name)
+        out = (i, i)
+    if min(out) < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name}: expected {what} values, got {v!r}")
+    return out
+
+
+def batched(x: np.ndarray, name: str):
+    """(C,H,W) -> (1,C,H,W) like torch's unbatched input; returns (x4, was_unbatched)."""
+    check_ndim(x, name, (3, 4), "(N, C, H, W) or (C, H, W)")
+    return (x[None], True) if x.ndim == 3 else (x, False)

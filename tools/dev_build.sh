@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Developer build: compile _core into build/dev and drop it (with its OpenBLAS)
+# into the source tree, so `python -m pytest` from the repo root uses it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
+  -DPython_EXECUTABLE="$(command -v python)" "$@" >/dev/null
+cmake --build build/dev
+cp build/dev/_core*.so pyconvnet/
+cp "$(python -c 'import scipy_openblas32, os; print(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"))')" pyconvnet/

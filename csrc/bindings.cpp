@@ -238,7 +238,7 @@ arr<T> unfold(arr<T> x, I2 k, I2 d, I2 p, I2 s) {
         py::gil_scoped_release nogil;
         const bool across = N >= pcn::max_threads();
 #pragma omp parallel for schedule(static) if (across && N > 1)
-        for (index_t n = 0; n < N; ++n) pcn::im2col(xp + n * g.C * g.H * g.W, g, yp + n * R * L, !across);
+        for (index_t n = 0; n < N; ++n) pcn::im2col(xp + n * g.C * g.H * g.W, g, yp + n * R * L, L, !across);
     }
     return y;
 }
@@ -263,7 +263,7 @@ arr<T> fold(arr<T> cols, I2 out, I2 k, I2 d, I2 p, I2 s) {
         std::fill(yp, yp + N * img, T(0));
         const bool across = N >= pcn::max_threads();
 #pragma omp parallel for schedule(static) if (across && N > 1)
-        for (index_t n = 0; n < N; ++n) pcn::col2im(cp + n * R * L, g, yp + n * img, !across);
+        for (index_t n = 0; n < N; ++n) pcn::col2im(cp + n * R * L, g, L, yp + n * img, !across);
     }
     return y;
 }

@@ -1,6 +1,9 @@
-// Convolution = im2col + GEMM per (sample, group). Samples are spread over the
-// OpenMP threads when there are enough of them; otherwise each sample's
-// im2col and GEMM are split across threads instead.
+// Convolution = im2col + GEMM over blocks of samples. Small images (LeNet's
+// 10x10 or 1x1 outputs) give GEMMs too thin for BLAS to run well, so a block
+// puts several samples' columns side by side: one (Og x K) @ (K x nb*L) GEMM.
+// Blocks are spread over the OpenMP threads when there are enough of them;
+// otherwise each block's im2col and GEMM are split across threads instead.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 #include "conv.h"
@@ -8,11 +11,15 @@
 namespace pcn {
 
 namespace {
-struct Dims {
+// Columns per GEMM we aim for; past this, wider blocks buy little.
+constexpr index_t kTargetCols = 512;
+
+struct Plan {
     index_t Cg, Og, K, L, HW;
-    Geom gg;  // per-group geometry
-    bool ident;
-    explicit Dims(const ConvArgs& a) {
+    index_t nb, nblocks;  // samples per block, number of blocks
+    bool across;          // blocks in parallel (else parallel inside a block)
+    Geom gg;              // per-group geometry
+    explicit Plan(const ConvArgs& a) {
         Cg = a.g.C / a.groups;
         Og = a.O / a.groups;
         K = Cg * a.g.kh * a.g.kw;
@@ -20,24 +27,51 @@ struct Dims {
         HW = a.g.H * a.g.W;
         gg = a.g;
         gg.C = Cg;
-        ident = gg.is_identity();
+        const index_t N = std::max<index_t>(a.N, 1), nt = max_threads();
+        nb = std::min(N, std::max<index_t>(1, kTargetCols / std::max<index_t>(L, 1)));
+        nblocks = (N + nb - 1) / nb;
+        if (nt > 1 && nblocks >= nt) {  // balance: a multiple of the thread count
+            nblocks = (nblocks + nt - 1) / nt * nt;
+            nb = (N + nblocks - 1) / nblocks;
+            nblocks = (N + nb - 1) / nb;
+        }
+        across = nt > 1 && (nblocks % nt == 0 || nblocks >= 4 * nt);
     }
+    index_t count(index_t b, index_t N) const { return std::min(nb, N - b * nb); }
 };
 
-// Sample-parallel when the batch splits evenly or is large; else parallel inside each sample.
-inline bool samples_in_parallel(index_t N) {
-    int nt = max_threads();
-    return nt > 1 && (N % nt == 0 || N >= 4 * nt);
+template <typename F>
+void for_each_block(const Plan& p, index_t N, F&& f) {
+    if (N <= 0) return;
+    if (p.across) {
+#pragma omp parallel for schedule(static)
+        for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), false);
+    } else {
+        for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), true);
+    }
 }
 
-template <typename F>
-void for_each_sample(index_t N, F&& f) {
-    if (samples_in_parallel(N)) {
-#pragma omp parallel for schedule(static)
-        for (index_t n = 0; n < N; ++n) f(n, false);
-    } else {
-        for (index_t n = 0; n < N; ++n) f(n, true);
-    }
+// Columns of samples n0..n0+cnt of group grp, side by side: (K, cnt*L).
+// With one sample and an identity geometry, the image itself is the matrix.
+template <typename T>
+const T* block_cols(const T* x, index_t C, const Plan& p, index_t n0, index_t cnt, index_t grp, T* col, bool par) {
+    if (cnt == 1 && p.gg.is_identity()) return x + (n0 * C + grp * p.Cg) * p.HW;
+    for (index_t i = 0; i < cnt; ++i) im2col(x + ((n0 + i) * C + grp * p.Cg) * p.HW, p.gg, col + i * p.L, cnt * p.L, par);
+    return col;
+}
+
+// Copies rows o of samples n0.. between (N, O, L) layout and a (Og, cnt*L) block.
+template <typename T>
+void gather_block(const T* y, index_t O, const Plan& p, index_t n0, index_t cnt, index_t grp, T* blk) {
+    for (index_t i = 0; i < cnt; ++i)
+        for (index_t o = 0; o < p.Og; ++o)
+            std::memcpy(blk + o * cnt * p.L + i * p.L, y + ((n0 + i) * O + grp * p.Og + o) * p.L, sizeof(T) * p.L);
+}
+template <typename T>
+void scatter_block(const T* blk, index_t O, const Plan& p, index_t n0, index_t cnt, index_t grp, T* y) {
+    for (index_t i = 0; i < cnt; ++i)
+        for (index_t o = 0; o < p.Og; ++o)
+            std::memcpy(y + ((n0 + i) * O + grp * p.Og + o) * p.L, blk + o * cnt * p.L + i * p.L, sizeof(T) * p.L);
 }
 }  // namespace
 
@@ -46,9 +80,9 @@ void add_channel_bias(T* y, const T* b, index_t N, index_t C, index_t L) {
 #pragma omp parallel for schedule(static) if (N * C * L > 32768)
     for (index_t nc = 0; nc < N * C; ++nc) {
         const T bv = b[nc % C];
-        T* p = y + nc * L;
+        T* q = y + nc * L;
 #pragma omp simd
-        for (index_t l = 0; l < L; ++l) p[l] += bv;
+        for (index_t l = 0; l < L; ++l) q[l] += bv;
     }
 }
 
@@ -58,10 +92,10 @@ void channel_sum(const T* g, T* gb, index_t N, index_t C, index_t L) {
     for (index_t c = 0; c < C; ++c) {
         double s = 0;  // double: a float running sum over N*L terms drifts
         for (index_t n = 0; n < N; ++n) {
-            const T* p = g + (n * C + c) * L;
+            const T* q = g + (n * C + c) * L;
             T part = 0;
 #pragma omp simd reduction(+ : part)
-            for (index_t l = 0; l < L; ++l) part += p[l];
+            for (index_t l = 0; l < L; ++l) part += q[l];
             s += part;
         }
         gb[c] = T(s);
@@ -70,79 +104,76 @@ void channel_sum(const T* g, T* gb, index_t N, index_t C, index_t L) {
 
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvArgs& a) {
-    const Dims d(a);
+    const Plan p(a);
     const index_t C = a.g.C, O = a.O;
-    for_each_sample(a.N, [&](index_t n, bool par) {
-        const T* xn = x + n * C * d.HW;
-        T* yn = y + n * O * d.L;
-        T* col = d.ident ? nullptr : scratch<T>(0, std::size_t(d.K * d.L));
+    for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
+        T* col = scratch<T>(0, std::size_t(p.K * p.L * cnt));
+        T* out = cnt == 1 ? nullptr : scratch<T>(1, std::size_t(p.Og * p.L * cnt));
         for (index_t grp = 0; grp < a.groups; ++grp) {
-            const T* xg = xn + grp * d.Cg * d.HW;
-            const T* cols = xg;
-            if (!d.ident) {
-                im2col(xg, d.gg, col, par);
-                cols = col;
-            }
-            gemm<T>(false, false, d.Og, d.L, d.K, T(1), w + grp * d.Og * d.K, d.K, cols, d.L, T(0),
-                    yn + grp * d.Og * d.L, d.L, par);
+            const T* cols = block_cols(x, C, p, n0, cnt, grp, col, par);
+            T* dst = cnt == 1 ? y + (n0 * O + grp * p.Og) * p.L : out;
+            gemm<T>(false, false, p.Og, cnt * p.L, p.K, T(1), w + grp * p.Og * p.K, p.K, cols, cnt * p.L, T(0), dst,
+                    cnt * p.L, par);
+            if (cnt > 1) scatter_block(out, O, p, n0, cnt, grp, y);
         }
-        if (bias)
-            for (index_t o = 0; o < O; ++o) {
-                T* p = yn + o * d.L;
-                const T bv = bias[o];
-#pragma omp simd
-                for (index_t l = 0; l < d.L; ++l) p[l] += bv;
-            }
+        if (bias) add_channel_bias(y + n0 * O * p.L, bias, cnt, O, p.L);
     });
 }
 
 template <typename T>
 void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
-    const Dims d(a);
+    const Plan p(a);
     const index_t C = a.g.C, O = a.O;
-    for_each_sample(a.N, [&](index_t n, bool par) {
-        const T* gyn = gy + n * O * d.L;
-        T* gxn = gx + n * C * d.HW;
-        if (d.ident) {
-            for (index_t grp = 0; grp < a.groups; ++grp)
-                gemm<T>(true, false, d.K, d.L, d.Og, T(1), w + grp * d.Og * d.K, d.K, gyn + grp * d.Og * d.L, d.L,
-                        T(0), gxn + grp * d.Cg * d.HW, d.L, par);
-            return;
-        }
-        std::memset(gxn, 0, sizeof(T) * C * d.HW);
-        T* col = scratch<T>(1, std::size_t(d.K * d.L));
+    for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
+        T* col = scratch<T>(0, std::size_t(p.K * p.L * cnt));
+        T* gblk = cnt == 1 ? nullptr : scratch<T>(1, std::size_t(p.Og * p.L * cnt));
         for (index_t grp = 0; grp < a.groups; ++grp) {
-            gemm<T>(true, false, d.K, d.L, d.Og, T(1), w + grp * d.Og * d.K, d.K, gyn + grp * d.Og * d.L, d.L, T(0),
-                    col, d.L, par);
-            col2im(col, d.gg, gxn + grp * d.Cg * d.HW, par);
+            const T* g = gy + (n0 * O + grp * p.Og) * p.L;
+            if (cnt > 1) {
+                gather_block(gy, O, p, n0, cnt, grp, gblk);
+                g = gblk;
+            }
+            if (cnt == 1 && p.gg.is_identity()) {  // the column matrix is gx itself
+                gemm<T>(true, false, p.K, p.L, p.Og, T(1), w + grp * p.Og * p.K, p.K, g, p.L, T(0),
+                        gx + (n0 * C + grp * p.Cg) * p.HW, p.L, par);
+                continue;
+            }
+            gemm<T>(true, false, p.K, cnt * p.L, p.Og, T(1), w + grp * p.Og * p.K, p.K, g, cnt * p.L, T(0), col,
+                    cnt * p.L, par);
+            for (index_t i = 0; i < cnt; ++i) {
+                T* img = gx + ((n0 + i) * C + grp * p.Cg) * p.HW;
+                std::memset(img, 0, sizeof(T) * p.Cg * p.HW);
+                col2im(col + i * p.L, p.gg, cnt * p.L, img, par);
+            }
         }
     });
 }
 
 template <typename T>
 void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
-    const Dims d(a);
-    const index_t C = a.g.C, O = a.O, WK = O * d.K;  // gw is (O, K)
-    auto accumulate = [&](index_t n, T* acc, bool par) {
-        const T* xn = x + n * C * d.HW;
-        const T* gyn = gy + n * O * d.L;
-        T* col = d.ident ? nullptr : scratch<T>(0, std::size_t(d.K * d.L));
+    const Plan p(a);
+    const index_t C = a.g.C, O = a.O, WK = O * p.K;  // gw is (O, K)
+    auto accumulate = [&](index_t n0, index_t cnt, T* acc, bool par) {
+        T* col = scratch<T>(0, std::size_t(p.K * p.L * cnt));
+        T* gblk = cnt == 1 ? nullptr : scratch<T>(1, std::size_t(p.Og * p.L * cnt));
         for (index_t grp = 0; grp < a.groups; ++grp) {
-            const T* cols = xn + grp * d.Cg * d.HW;
-            if (!d.ident) {
-                im2col(cols, d.gg, col, par);
-                cols = col;
+            const T* cols = block_cols(x, C, p, n0, cnt, grp, col, par);
+            const T* g = gy + (n0 * O + grp * p.Og) * p.L;
+            if (cnt > 1) {
+                gather_block(gy, O, p, n0, cnt, grp, gblk);
+                g = gblk;
             }
-            gemm<T>(false, true, d.Og, d.K, d.L, T(1), gyn + grp * d.Og * d.L, d.L, cols, d.L, T(1),
-                    acc + grp * d.Og * d.K, d.K, par);
+            gemm<T>(false, true, p.Og, p.K, cnt * p.L, T(1), g, cnt * p.L, cols, cnt * p.L, T(1),
+                    acc + grp * p.Og * p.K, p.K, par);
         }
     };
-    if (!samples_in_parallel(a.N)) {
-        std::memset(gw, 0, sizeof(T) * WK);
-        for (index_t n = 0; n < a.N; ++n) accumulate(n, gw, true);
+    std::memset(gw, 0, sizeof(T) * WK);
+    if (a.N <= 0) return;
+    if (!p.across) {
+        for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), gw, true);
         return;
     }
-    // Each thread sums its samples into a private copy (no two threads write
+    // Each thread sums its blocks into a private copy (no two threads write
     // one element), then the copies are added.
     const int nt = max_threads();
     std::vector<T> parts(std::size_t(nt) * WK, T(0));
@@ -150,7 +181,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
     {
         T* acc = parts.data() + std::size_t(thread_id()) * WK;
 #pragma omp for schedule(static)
-        for (index_t n = 0; n < a.N; ++n) accumulate(n, acc, false);
+        for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), acc, false);
 #pragma omp for schedule(static)
         for (index_t i = 0; i < WK; ++i) {
             T s = 0;

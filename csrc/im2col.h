@@ -12,9 +12,10 @@ struct Geom {  // one 2-D window geometry; pads are top/left (bottom/right are i
     }
 };
 
+// ldcol: distance between rows of col (>= OH*OW), so several images can sit side by side.
 template <typename T>
-void im2col(const T* img, const Geom& g, T* col, bool parallel);
+void im2col(const T* img, const Geom& g, T* col, index_t ldcol, bool parallel);
 template <typename T>
-void col2im(const T* col, const Geom& g, T* img, bool parallel);
+void col2im(const T* col, const Geom& g, index_t ldcol, T* img, bool parallel);
 
 }  // namespace pcn

@@ -11,11 +11,43 @@ namespace pcn {
 template <typename T>
 void max_pool2d_forward(const T* x, T* y, std::int64_t* argmax, const PoolArgs& p) {
     const index_t HW = p.H * p.W, L = p.OH * p.OW;
+    const bool interior = p.ph == 0 && p.pw == 0 && (p.OH - 1) * p.sh + (p.kh - 1) * p.dh < p.H &&
+                          (p.OW - 1) * p.sw + (p.kw - 1) * p.dw < p.W;
 #pragma omp parallel for schedule(static) if (p.planes * L > 4096)
     for (index_t pl = 0; pl < p.planes; ++pl) {
         const T* in = x + pl * HW;
         T* out = y + pl * L;
         std::int64_t* idx = argmax + pl * L;
+        if (interior) {
+            // Every window inside the plane: scan the window offsets in the
+            // outer loops (row-major, same order and tie rule as below) and run
+            // along the output row in the inner one, which vectorises.
+            const index_t W = p.W, OW = p.OW, sw = p.sw;
+            for (index_t oh = 0; oh < p.OH; ++oh) {
+                T* __restrict o = out + oh * OW;
+                std::int64_t* __restrict id = idx + oh * OW;
+                for (index_t ow = 0; ow < OW; ++ow) {
+                    o[ow] = -std::numeric_limits<T>::infinity();
+                    id[ow] = oh * p.sh * W + ow * sw;
+                }
+                for (index_t ki = 0; ki < p.kh; ++ki) {
+                    const index_t h = oh * p.sh + ki * p.dh;
+                    for (index_t kj = 0; kj < p.kw; ++kj) {
+                        const index_t base = h * W + kj * p.dw;
+                        const T* __restrict src = in + base;
+#pragma omp simd
+                        for (index_t ow = 0; ow < OW; ++ow) {
+                            const T v = src[ow * sw];
+                            const T cur = o[ow];
+                            const bool take = (v > cur) | (v != v);
+                            o[ow] = take ? v : cur;
+                            id[ow] = take ? base + ow * sw : id[ow];
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         for (index_t oh = 0; oh < p.OH; ++oh) {
             index_t hs = oh * p.sh - p.ph;
             index_t he = std::min(hs + (p.kh - 1) * p.dh + 1, p.H);
@@ -28,13 +60,14 @@ void max_pool2d_forward(const T* x, T* y, std::int64_t* argmax, const PoolArgs& 
                 // A window lying wholly in the padding (possible with large dilation)
                 // has no argmax: -1, which the backward skips.
                 std::int64_t bi = (hs < he && ws < we) ? hs * p.W + ws : -1;
+                // Branch-free select: on real data the comparison is a coin flip,
+                // and mispredicted branches cost more than the loads.
                 for (index_t h = hs; h < he; h += p.dh)
                     for (index_t w = ws; w < we; w += p.dw) {
                         const T v = in[h * p.W + w];
-                        if (v > best || std::isnan(v)) {
-                            best = v;
-                            bi = h * p.W + w;
-                        }
+                        const bool take = (v > best) | (v != v);
+                        best = take ? v : best;
+                        bi = take ? h * p.W + w : bi;
                     }
                 out[oh * p.OW + ow] = best;
                 idx[oh * p.OW + ow] = bi;

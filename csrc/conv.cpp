@@ -40,6 +40,14 @@ struct Plan {
     index_t count(index_t b, index_t N) const { return std::min(nb, N - b * nb); }
 };
 
+// The kernel covers the whole (unpadded) image and gives one output pixel: the
+// convolution is a fully connected layer (LeNet's C5), so it is one GEMM over
+// the batch with no im2col at all.
+inline bool is_dense(const ConvArgs& a) {
+    const Geom& g = a.g;
+    return a.groups == 1 && g.OH == 1 && g.OW == 1 && g.pt == 0 && g.pl == 0 && g.kh == g.H && g.kw == g.W;
+}
+
 template <typename F>
 void for_each_block(const Plan& p, index_t N, F&& f) {
     if (N <= 0) return;
@@ -104,6 +112,12 @@ void channel_sum(const T* g, T* gb, index_t N, index_t C, index_t L) {
 
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvArgs& a) {
+    if (is_dense(a)) {  // y (N, O) = x (N, K) @ w (O, K)^T
+        const index_t K = a.g.C * a.g.H * a.g.W;
+        gemm<T>(false, true, a.N, a.O, K, T(1), x, K, w, K, T(0), y, a.O, true);
+        if (bias) add_channel_bias(y, bias, a.N, a.O, 1);
+        return;
+    }
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -122,6 +136,11 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvArgs&
 
 template <typename T>
 void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
+    if (is_dense(a)) {  // gx (N, K) = gy (N, O) @ w (O, K)
+        const index_t K = a.g.C * a.g.H * a.g.W;
+        gemm<T>(false, false, a.N, K, a.O, T(1), gy, a.O, w, K, T(0), gx, K, true);
+        return;
+    }
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -151,6 +170,11 @@ void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
 
 template <typename T>
 void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
+    if (is_dense(a)) {  // gw (O, K) = gy (N, O)^T @ x (N, K)
+        const index_t K = a.g.C * a.g.H * a.g.W;
+        gemm<T>(true, false, a.O, K, a.N, T(1), gy, a.O, x, K, T(0), gw, K, true);
+        return;
+    }
     const Plan p(a);
     const index_t C = a.g.C, O = a.O, WK = O * p.K;  // gw is (O, K)
     auto accumulate = [&](index_t n0, index_t cnt, T* acc, bool par) {

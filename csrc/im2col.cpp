@@ -15,8 +15,58 @@ static inline void valid_range(index_t off, index_t stride, index_t W, index_t O
     hi = std::max(lo, std::min(hi, OW));
 }
 
+// Two-stage im2col for vertical stride 1 and dilation 1 (most convolutions).
+// The direct version copies C*kh*kw*OH short segments of OW values; here stage 1
+// builds the kw horizontally shifted copies of every input row, (C, kw, H, OW),
+// in C*kw*H segments, and stage 2 finds each output row of col as ONE
+// contiguous run of that buffer (rows ih = oh + ki - pt for consecutive oh), so
+// it is a single block copy. For LeNet's 10x10 outputs this is ~3x fewer loop trips.
+template <typename T>
+static void im2col_rows(const T* img, const Geom& g, T* col, index_t ldcol, bool parallel) {
+    const index_t HO = g.H * g.OW;
+    T* rows = scratch<T>(2, std::size_t(g.C * g.kw * HO));
+#pragma omp parallel for schedule(static) if (parallel && g.C * g.kw > 1)
+    for (index_t ck = 0; ck < g.C * g.kw; ++ck) {
+        const index_t c = ck / g.kw, kj = ck % g.kw;
+        const T* plane = img + c * g.H * g.W;
+        T* dst = rows + ck * HO;
+        const index_t woff = kj * g.dw - g.pl;
+        index_t lo, hi;
+        valid_range(woff, g.sw, g.W, g.OW, lo, hi);
+        for (index_t h = 0; h < g.H; ++h) {
+            T* o = dst + h * g.OW;
+            const T* src = plane + h * g.W;
+            for (index_t ow = 0; ow < lo; ++ow) o[ow] = T(0);
+            if (g.sw == 1) {
+#pragma omp simd
+                for (index_t ow = lo; ow < hi; ++ow) o[ow] = src[ow + woff];
+            } else {
+                for (index_t ow = lo; ow < hi; ++ow) o[ow] = src[ow * g.sw + woff];
+            }
+            for (index_t ow = hi; ow < g.OW; ++ow) o[ow] = T(0);
+        }
+    }
+    const index_t nrows = g.C * g.kh * g.kw;
+#pragma omp parallel for schedule(static) if (parallel && nrows > 1)
+    for (index_t r = 0; r < nrows; ++r) {
+        const index_t c = r / (g.kh * g.kw), ki = (r / g.kw) % g.kh, kj = r % g.kw;
+        const index_t off = ki - g.pt;  // ih = oh + off
+        const index_t lo = std::min(std::max<index_t>(0, -off), g.OH);
+        const index_t hi = std::max(lo, std::min(g.OH, g.H - off));
+        T* out = col + r * ldcol;
+        const T* src = rows + (c * g.kw + kj) * HO + (lo + off) * g.OW;
+        if (lo > 0) std::memset(out, 0, sizeof(T) * lo * g.OW);
+        if (hi > lo) std::memcpy(out + lo * g.OW, src, sizeof(T) * (hi - lo) * g.OW);
+        if (hi < g.OH) std::memset(out + hi * g.OW, 0, sizeof(T) * (g.OH - hi) * g.OW);
+    }
+}
+
 template <typename T>
 void im2col(const T* img, const Geom& g, T* col, index_t ldcol, bool parallel) {
+    if (g.sh == 1 && g.dh == 1 && g.kh > 1) {
+        im2col_rows(img, g, col, ldcol, parallel);
+        return;
+    }
     const index_t rows = g.C * g.kh * g.kw;
 #pragma omp parallel for schedule(static) if (parallel && rows > 1)
     for (index_t r = 0; r < rows; ++r) {

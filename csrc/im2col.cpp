@@ -96,8 +96,58 @@ void im2col(const T* img, const Geom& g, T* col, index_t ldcol, bool parallel) {
     }
 }
 
+// The reverse of im2col_rows: stage A sums each col row into the shifted-rows
+// buffer with one contiguous add; stage B adds the shifted rows into the image.
+template <typename T>
+static void col2im_rows(const T* col, const Geom& g, index_t ldcol, T* img, bool parallel) {
+    const index_t HO = g.H * g.OW;
+    T* rows = scratch<T>(2, std::size_t(g.C * g.kw * HO));
+    // Stage A: one (c, kj) buffer per iteration; the kh rows that feed it are summed in turn.
+#pragma omp parallel for schedule(static) if (parallel && g.C * g.kw > 1)
+    for (index_t ck = 0; ck < g.C * g.kw; ++ck) {
+        const index_t c = ck / g.kw, kj = ck % g.kw;
+        T* dst = rows + ck * HO;
+        std::memset(dst, 0, sizeof(T) * HO);
+        for (index_t ki = 0; ki < g.kh; ++ki) {
+            const index_t off = ki - g.pt;
+            const index_t lo = std::min(std::max<index_t>(0, -off), g.OH);
+            const index_t hi = std::max(lo, std::min(g.OH, g.H - off));
+            const T* src = col + ((c * g.kh + ki) * g.kw + kj) * ldcol + lo * g.OW;
+            T* d = dst + (lo + off) * g.OW;
+            const index_t n = (hi - lo) * g.OW;
+#pragma omp simd
+            for (index_t i = 0; i < n; ++i) d[i] += src[i];
+        }
+    }
+    // Stage B: one channel per iteration (its plane is written by no other).
+#pragma omp parallel for schedule(static) if (parallel && g.C > 1)
+    for (index_t c = 0; c < g.C; ++c) {
+        T* plane = img + c * g.H * g.W;
+        for (index_t kj = 0; kj < g.kw; ++kj) {
+            const T* src = rows + (c * g.kw + kj) * HO;
+            const index_t woff = kj * g.dw - g.pl;
+            index_t lo, hi;
+            valid_range(woff, g.sw, g.W, g.OW, lo, hi);
+            for (index_t h = 0; h < g.H; ++h) {
+                T* dst = plane + h * g.W;
+                const T* s = src + h * g.OW;
+                if (g.sw == 1) {
+#pragma omp simd
+                    for (index_t ow = lo; ow < hi; ++ow) dst[ow + woff] += s[ow];
+                } else {
+                    for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.sw + woff] += s[ow];
+                }
+            }
+        }
+    }
+}
+
 template <typename T>
 void col2im(const T* col, const Geom& g, index_t ldcol, T* img, bool parallel) {
+    if (g.sh == 1 && g.dh == 1 && g.kh > 1) {
+        col2im_rows(col, g, ldcol, img, parallel);
+        return;
+    }
     const index_t kk = g.kh * g.kw;
     // Parallel over channels: every channel owns its plane, so no two threads add to one pixel.
 #pragma omp parallel for schedule(static) if (parallel && g.C > 1)

@@ -12,7 +12,7 @@ namespace pcn {
 
 namespace {
 // Columns per GEMM we aim for; past this, wider blocks buy little.
-constexpr index_t kTargetCols = 512;
+constexpr index_t kTargetCols = 256;
 
 struct Plan {
     index_t Cg, Og, K, L, HW;

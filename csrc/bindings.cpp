@@ -236,9 +236,9 @@ arr<T> unfold(arr<T> x, I2 k, I2 d, I2 p, I2 s) {
     T* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        const bool across = N >= pcn::max_threads();
-#pragma omp parallel for schedule(static) if (across && N > 1)
-        for (index_t n = 0; n < N; ++n) pcn::im2col(xp + n * g.C * g.H * g.W, g, yp + n * R * L, L, !across);
+        const bool big = N * R * L > 65536, across = N >= pcn::max_threads();
+#pragma omp parallel for schedule(static) if (big && across && N > 1)
+        for (index_t n = 0; n < N; ++n) pcn::im2col(xp + n * g.C * g.H * g.W, g, yp + n * R * L, L, big && !across);
     }
     return y;
 }
@@ -261,9 +261,9 @@ arr<T> fold(arr<T> cols, I2 out, I2 k, I2 d, I2 p, I2 s) {
         py::gil_scoped_release nogil;
         const index_t L = g.OH * g.OW, img = g.C * g.H * g.W;
         std::fill(yp, yp + N * img, T(0));
-        const bool across = N >= pcn::max_threads();
-#pragma omp parallel for schedule(static) if (across && N > 1)
-        for (index_t n = 0; n < N; ++n) pcn::col2im(cp + n * R * L, g, L, yp + n * img, !across);
+        const bool big = N * R * L > 65536, across = N >= pcn::max_threads();
+#pragma omp parallel for schedule(static) if (big && across && N > 1)
+        for (index_t n = 0; n < N; ++n) pcn::col2im(cp + n * R * L, g, L, yp + n * img, big && !across);
     }
     return y;
 }
@@ -444,21 +444,28 @@ arr<T> linear_forward(arr<T> x, arr<T> w, oarr<T> bias) {
 }
 
 template <typename T>
-py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w) {
+py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x) {
     check_ndim(x, "input", 2);
     check_ndim(w, "weight", 2);
     const index_t N = x.shape(0), in = x.shape(1), out = w.shape(0);
     if (w.shape(1) != in)
         fail("weight: expected shape (out_features, " + std::to_string(in) + "), got " + shape_str(w));
     check_shape(gy, "grad_output", {N, out});
-    arr<T> gx({N, in}), gw({out, in}), gb({out});
+    arr<T> gw({out, in}), gb({out});
+    py::object gxo = py::none();
+    T* gxp = nullptr;
+    if (need_x) {
+        arr<T> gx({N, in});
+        gxp = gx.mutable_data();
+        gxo = gx;
+    }
     const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    T *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
     {
         py::gil_scoped_release nogil;
         pcn::linear_backward(gyp, xp, wp, gxp, gwp, gbp, N, in, out);
     }
-    return py::make_tuple(gx, gw, gb);
+    return py::make_tuple(gxo, gw, gb);
 }
 
 template <typename T>
@@ -484,7 +491,7 @@ void register_kernels(py::module_& m) {
     m.def("batch_norm_eval", &batch_norm_eval<T>, "x"_a, "mean"_a, "var"_a, "weight"_a, "bias"_a, "eps"_a);
     m.def("batch_norm_backward", &batch_norm_backward<T>, "grad_output"_a, "x"_a, "weight"_a, "mean"_a, "invstd"_a);
     m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);
-    m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a);
+    m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ struct Plan {
     index_t Cg, Og, K, L, HW;
     index_t nb, nblocks;  // samples per block, number of blocks
     bool across;          // blocks in parallel (else parallel inside a block)
+    bool serial;          // too little work for threads
     Geom gg;              // per-group geometry
     explicit Plan(const ConvArgs& a) {
         Cg = a.g.C / a.groups;
@@ -36,6 +37,10 @@ struct Plan {
             nblocks = (N + nb - 1) / nb;
         }
         across = nt > 1 && (nblocks % nt == 0 || nblocks >= 4 * nt);
+        // Below ~0.25 M multiply-adds, waking threads costs more than it saves
+        // (and a loaded machine makes the wait far worse): stay on this thread.
+        serial = nt < 2 || double(a.N) * a.O * L * K < 262144.0;
+        if (serial) across = false;
     }
     index_t count(index_t b, index_t N) const { return std::min(nb, N - b * nb); }
 };
@@ -55,7 +60,7 @@ void for_each_block(const Plan& p, index_t N, F&& f) {
 #pragma omp parallel for schedule(static)
         for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), false);
     } else {
-        for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), true);
+        for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), !p.serial);
     }
 }
 
@@ -194,7 +199,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
     std::memset(gw, 0, sizeof(T) * WK);
     if (a.N <= 0) return;
     if (!p.across) {
-        for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), gw, true);
+        for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), gw, !p.serial);
         return;
     }
     // Each thread sums its blocks into a private copy (no two threads write

@@ -103,8 +103,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y[0] if unb else y
 
 
-def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of conv2d: returns (grad_x, grad_weight, grad_bias) shaped like x, weight and (C_out,)."""
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *, need_grad_x=True):
+    """Gradients of conv2d: returns (grad_x, grad_weight, grad_bias) shaped like x, weight and (C_out,).
+
+    need_grad_x=False skips grad_x (returned as None): a network's first layer needs no input gradient."""
     x, weight, _, unb, stride, pad, dilation, groups = _check_conv(x, weight, None, stride, padding, dilation, groups)
     grad_out = float_array(grad_out, "grad_out", x.dtype)
     if unb:
@@ -115,8 +117,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     want = (x.shape[0], weight.shape[0], oh, ow)
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want} (the output of conv2d), got {grad_out.shape}")
-    gx, gw, gb = _core.conv2d_backward(grad_out, x, weight, stride, pad, dilation, groups)
-    return (gx[0] if unb else gx), gw, gb
+    gx, gw, gb = _core.conv2d_backward(grad_out, x, weight, stride, pad, dilation, groups, bool(need_grad_x))
+    return (gx[0] if unb and gx is not None else gx), gw, gb
 
 
 def _check_conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -405,8 +407,8 @@ def linear(x, weight, bias=None):
     return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
-def linear_backward(grad_out, x, weight):
-    """Gradients of linear: (grad_x, grad_weight, grad_bias)."""
+def linear_backward(grad_out, x, weight, *, need_grad_x=True):
+    """Gradients of linear: (grad_x, grad_weight, grad_bias); grad_x is None when need_grad_x=False."""
     x = float_array(x, "x")
     weight = float_array(weight, "weight", x.dtype)
     check_ndim(weight, "weight", 2, "(out_features, in_features)")
@@ -416,5 +418,6 @@ def linear_backward(grad_out, x, weight):
     want = x.shape[:-1] + (weight.shape[0],)
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want}, got {grad_out.shape}")
-    gx, gw, gb = _core.linear_backward(grad_out.reshape(-1, weight.shape[0]), x.reshape(-1, x.shape[-1]), weight)
-    return gx.reshape(x.shape), gw, gb
+    gx, gw, gb = _core.linear_backward(grad_out.reshape(-1, weight.shape[0]), x.reshape(-1, x.shape[-1]), weight,
+                                       bool(need_grad_x))
+    return (gx.reshape(x.shape) if gx is not None else None), gw, gb

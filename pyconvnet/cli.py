@@ -1,0 +1,241 @@
+"""Command line: ``pyconvnet train|evaluate|predict|models`` (also ``python -m pyconvnet``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam")
+# Defaults per model: what the seed documents use (seed 000: SGD lr 0.05; seed 002: Adadelta).
+MODEL_DEFAULTS = {
+    "mlp3": dict(dataset="mnist", optimizer="sgd", lr=0.5, batch_size=100),
+    "lenet5": dict(dataset="mnist", optimizer="sgd", lr=0.05, batch_size=64),
+    "keras_cnn": dict(dataset="mnist", optimizer="adadelta", lr=1.0, batch_size=32),
+    "cifar_cnn": dict(dataset="cifar10", optimizer="momentum", lr=0.05, batch_size=128),
+    "robust_lenet5": dict(dataset="mnist", optimizer="sgd", lr=0.05, batch_size=64),
+}
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _load_dataset(name, root):
+    from . import data
+
+    loader = {"mnist": data.mnist, "fashion-mnist": data.fashion_mnist, "cifar10": data.cifar10}[name]
+    return loader(root=root)
+
+
+def _make_optimizer(name, model, lr, weight_decay):
+    from . import optim
+
+    cls = {"sgd": optim.SGD, "momentum": optim.MomentumSGD, "adagrad": optim.AdaGrad, "rmsprop": optim.RMSProp,
+           "adadelta": optim.AdaDelta, "adam": optim.Adam}[name]
+    kw = {} if lr is None else {"lr": lr}
+    return cls(model.parameters(), weight_decay=weight_decay, **kw)
+
+
+def _augmenter(kind, seed):
+    from . import data
+
+    if kind == "none":
+        return None
+    if kind == "translate":
+        return lambda x, rng: data.random_translate(x, 3, rng)
+    if kind == "crop-flip":
+        return lambda x, rng: data.random_hflip(data.random_crop(x, x.shape[-1], 4, rng), rng)
+    raise CLIError(f"--augment: unknown augmentation {kind!r}")
+
+
+def cmd_models(args):
+    from .models import MODELS
+
+    for name, (_, desc) in MODELS.items():
+        d = MODEL_DEFAULTS[name]
+        print(f"{name:14s} {desc}  [default: --dataset {d['dataset']} --optimizer {d['optimizer']} --lr {d['lr']}]")
+    return 0
+
+
+def cmd_train(args):
+    from . import losses, set_num_threads
+    from .checkpoint import save_checkpoint
+    from .models import MODELS, build
+    from .training import CheckpointBest, fit, evaluate
+
+    if args.model not in MODELS:
+        raise CLIError(f"unknown model {args.model!r}; choose from: {', '.join(MODELS)}")
+    d = MODEL_DEFAULTS[args.model]
+    dataset = args.dataset or d["dataset"]
+    optimizer = args.optimizer or d["optimizer"]
+    lr = args.lr if args.lr is not None else d["lr"]
+    batch_size = args.batch_size or d["batch_size"]
+    if args.threads:
+        set_num_threads(args.threads)
+    ds = _load_dataset(dataset, args.data_root)
+    xtr, ytr, xte, yte = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
+    if args.limit:
+        xtr, ytr = xtr[:args.limit], ytr[:args.limit]
+    if args.permute_pixels is not None:
+        from .data import PixelPermutation
+
+        perm = PixelPermutation(args.permute_pixels)
+        xtr, xte = perm(xtr), perm(xte)
+    model = build(args.model, xtr.shape[1:], classes=len(ds.classes), seed=args.seed)
+    opt = _make_optimizer(optimizer, model, lr, args.weight_decay)
+    loss = losses.SoftmaxCrossEntropy()
+    os.makedirs(args.out, exist_ok=True)
+    meta = {"model": args.model, "dataset": dataset, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+            "seed": args.seed, "permute_pixels": args.permute_pixels, "classes": list(ds.classes)}
+    callbacks = [CheckpointBest(os.path.join(args.out, "best.npz"), monitor="val_acc", meta=meta)]
+    t0 = time.perf_counter()
+    history = fit(model, (xtr, ytr), epochs=args.epochs, batch_size=batch_size, optimizer=opt, loss=loss,
+                  validation=(xte, yte), seed=args.seed, callbacks=callbacks,
+                  augment=_augmenter(args.augment, args.seed), verbose=not args.quiet)
+    wall = time.perf_counter() - t0
+    _, acc = evaluate(model, (xte, yte))
+    meta.update(epoch=len(history.epoch), history=history.as_dict(), test_acc=acc)
+    save_checkpoint(os.path.join(args.out, "checkpoint.npz"), model, opt, meta=meta)
+    history.to_json(os.path.join(args.out, "history.json"))
+    _plots(args.out, history, model, xte, yte, ds.classes, quiet=args.quiet)
+    per_epoch = wall / max(len(history.epoch), 1)
+    print(f"{args.model} on {dataset}: test accuracy {acc * 100:.2f}% after {len(history.epoch)} epoch(s), "
+          f"{per_epoch:.1f} s/epoch; checkpoint in {os.path.join(args.out, 'checkpoint.npz')}")
+    return 0
+
+
+def _plots(out, history, model, xte, yte, classes, quiet):
+    try:
+        from .plots import plot_confusion, plot_history
+    except ImportError:
+        return
+    try:
+        plot_history(history, os.path.join(out, "curves.png"))
+        from .metrics import confusion_matrix
+        from .training import predict
+
+        cm = confusion_matrix(yte, np.argmax(predict(model, xte), axis=1), num_classes=len(classes))
+        plot_confusion(cm, classes, os.path.join(out, "confusion.png"))
+    except ImportError:
+        if not quiet:
+            print("note: install matplotlib (pip install 'pyconvnet[plot]') for training plots", file=sys.stderr)
+
+
+def _load(path):
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except FileNotFoundError:
+        raise CLIError(f"checkpoint not found: {path}") from None
+    except CheckpointError as e:
+        raise CLIError(str(e)) from None
+
+
+def _test_images(ck, args):
+    dataset = args.dataset or ck.meta.get("dataset", "mnist")
+    ds = _load_dataset(dataset, args.data_root)
+    xte, yte = ds.test_images, ds.test_labels
+    if ck.meta.get("permute_pixels") is not None:
+        from .data import PixelPermutation
+
+        xte = PixelPermutation(ck.meta["permute_pixels"])(xte)
+    return dataset, xte, yte, list(ds.classes)
+
+
+def cmd_evaluate(args):
+    from .training import evaluate
+
+    ck = _load(args.checkpoint)
+    dataset, xte, yte, _ = _test_images(ck, args)
+    _, acc = evaluate(ck.model, (xte, yte))
+    print(f"{ck.meta.get('model', 'model')} on {dataset} test set: accuracy {acc * 100:.2f}% ({len(yte)} images)")
+    return 0
+
+
+def cmd_predict(args):
+    from .training import predict
+
+    ck = _load(args.checkpoint)
+    dataset, xte, yte, classes = _test_images(ck, args)
+    if not 0 <= args.index < len(xte):
+        raise CLIError(f"--index: must be in 0..{len(xte) - 1}, got {args.index}")
+    logits = predict(ck.model, xte[args.index:args.index + 1])[0]
+    pred = int(np.argmax(logits))
+    if args.json:
+        print(json.dumps({"index": args.index, "predicted": pred, "label": int(yte[args.index])}))
+    else:
+        print(f"{pred}" if args.quiet else
+              f"test image {args.index}: predicted {pred} ({classes[pred]}), true label {int(yte[args.index])}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not a usage dump
+        raise CLIError(message)
+
+
+def make_parser():
+    p = _Parser(prog="pyconvnet", description="Train and use convolutional networks with pyconvnet.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    t = sub.add_parser("train", help="train a zoo model on a data set", description="Train a zoo model; writes "
+                       "checkpoint.npz, best.npz, history.json and plots into --out.")
+    t.add_argument("model", help="zoo model (see `pyconvnet models`)")
+    t.add_argument("--dataset", choices=DATASETS, help="data set (default: the model's)")
+    t.add_argument("--epochs", type=int, default=1, help="number of epochs (default 1)")
+    t.add_argument("--batch-size", type=int, help="mini-batch size (default: the model's)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the model's)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the model's)")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--augment", default="none", choices=("none", "translate", "crop-flip"))
+    t.add_argument("--permute-pixels", type=int, metavar="SEED", help="train/test on pixel-permuted images")
+    t.add_argument("--limit", type=int, help="use only the first N training images")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="kernel threads (default: all cores or OMP_NUM_THREADS)")
+    t.add_argument("--data-root", help="folder with the data files (default: $PYCONVNET_DATA, cache, system)")
+    t.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--dataset", choices=DATASETS)
+    e.add_argument("--data-root")
+    e.set_defaults(func=cmd_evaluate)
+    r = sub.add_parser("predict", help="classify one test image (index 0-9999)")
+    r.add_argument("checkpoint")
+    r.add_argument("--index", type=int, required=True)
+    r.add_argument("--dataset", choices=DATASETS)
+    r.add_argument("--data-root")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="print only the predicted class")
+    r.set_defaults(func=cmd_predict)
+    m = sub.add_parser("models", help="list the model zoo")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv=None):
+    try:
+        args = make_parser().parse_args(argv)
+        if getattr(args, "epochs", 1) is not None and getattr(args, "epochs", 1) < 1:
+            raise CLIError("--epochs: must be >= 1")
+        return args.func(args)
+    except CLIError as e:
+        print(f"pyconvnet: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:  # e.g. data sets not found: the loader's message says where it looked
+        print(f"pyconvnet: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pyconvnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Element-wise activations, Softmax and Dropout (no parameters; any float dtype)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._args import as_int
+from .. import init as _init
+from .base import Layer
+
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Identity"]
+
+
+def _same_shape(g, shape, name="grad_y"):
+    g = np.asarray(g)
+    if g.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (that of the forward output), got {g.shape}")
+    return g
+
+
+class Identity(Layer):
+    """y = x (a placeholder node, e.g. to name a model input inside a Graph)."""
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x.shape
+        return x
+
+    def backward(self, grad_y):
+        return _same_shape(grad_y, self._saved())
+
+
+class ReLU(Layer):
+    """max(x, 0); derivative 1 for x > 0 and 0 for x <= 0 (seed 002 eqs. 24-25)."""
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        y = np.maximum(x, 0)
+        self._cache = y
+        return y
+
+    def backward(self, grad_y):
+        y = self._saved()
+        return np.where(y > 0, _same_shape(grad_y, y.shape), 0).astype(y.dtype, copy=False)
+
+
+class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def _args(self):
+        return dict(negative_slope=self.negative_slope)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x
+        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, grad_y):
+        x = self._saved()
+        g = _same_shape(grad_y, x.shape)
+        return np.where(x > 0, g, g * x.dtype.type(self.negative_slope)).astype(x.dtype, copy=False)
+
+
+class Sigmoid(Layer):
+    """1 / (1 + exp(-x)) (seed 002 eq. 2), computed without overflow; derivative (1 - y) y (eq. 19)."""
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        e = np.abs(x)
+        np.negative(e, out=e)
+        np.exp(e, out=e)                 # e = exp(-|x|) in (0, 1]
+        y = np.add(e, 1)
+        np.reciprocal(y, out=y)          # y = sigmoid(|x|)
+        neg = x < 0
+        np.multiply(e, y, out=e)         # sigmoid(-|x|) = e / (1 + e), exact for very negative x
+        np.copyto(y, e, where=neg)
+        self._cache = y
+        return y
+
+    def backward(self, grad_y):
+        y = self._saved()
+        g = _same_shape(grad_y, y.shape)
+        out = np.subtract(1, y)
+        out *= y
+        out *= g
+        return out
+
+
+class Tanh(Layer):
+    """tanh(x); derivative 1 - y^2."""
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        y = np.tanh(x)
+        self._cache = y
+        return y
+
+    def backward(self, grad_y):
+        y = self._saved()
+        g = _same_shape(grad_y, y.shape)
+        out = np.square(y)
+        np.subtract(1, out, out=out)
+        out *= g
+        return out
+
+
+def softmax(x, axis=1):
+    """Stable softmax: exp(x - max) / sum(exp(x - max)) (seed 002 eqs. 5-6)."""
+    z = x - x.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+class Softmax(Layer):
+    """Softmax over ``axis`` (default 1: the class axis of (N, C) and (N, C, H, W)).
+
+    For training a classifier use losses.SoftmaxCrossEntropy on the logits instead:
+    it fuses the two and is exact for extreme logits."""
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self.axis = as_int(axis, "axis")
+
+    def _args(self):
+        return dict(axis=self.axis)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"x: axis {self.axis} is out of range for shape {x.shape}")
+        y = softmax(x, self.axis)
+        self._cache = y
+        return y
+
+    def backward(self, grad_y):
+        y = self._saved()
+        g = _same_shape(grad_y, y.shape)
+        gx = g * y
+        s = gx.sum(axis=self.axis, keepdims=True)
+        s = s * y
+        gx -= s
+        return gx
+
+
+class Dropout(Layer):
+    """Inverted dropout: at train time each value is zeroed with probability p and the
+    survivors are scaled by 1/(1-p); at test time it is the identity (as torch).
+
+    Seed 002 §5.2 describes the non-inverted variant: no scaling while training and
+    the output multiplied by (1-p) at test time. The two are equivalent up to that
+    constant scale (the next layer's weights absorb it); the inverted form keeps
+    inference free. p=1 drops everything (output zeros).
+
+    The mask comes from this layer's own generator (``rng``: Generator or int seed,
+    or ``seed``): two layers built with the same seed draw the same masks."""
+
+    def __init__(self, p=0.5, *, rng=None, seed=None):
+        super().__init__()
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        self.p = p
+        self._rng = _init.as_rng(rng, seed)
+        if seed is None and rng is not None and not isinstance(rng, np.random.Generator):
+            seed = rng
+        self._seed = None if seed is None else int(seed)
+
+    def _args(self):
+        return dict(p=self.p, seed=self._seed)
+
+    def set_rng(self, rng):
+        """Draws the following masks from ``rng`` (Generator, shared as is, or int seed)."""
+        self._rng = _init.as_rng(rng)
+        return self
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        if not training or self.p == 0.0:
+            self._cache = (None, x.shape)
+            return x
+        if self.p == 1.0:
+            mask = np.zeros(x.shape, bool)
+            self._cache = (mask, x.shape)
+            return np.zeros_like(x)
+        keep = self._rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+        mask = keep >= self.p
+        del keep
+        y = np.multiply(x, mask)
+        y *= x.dtype.type(1.0 / (1.0 - self.p))
+        self._cache = (mask, x.shape)
+        return y
+
+    def backward(self, grad_y):
+        mask, shape = self._saved()
+        g = _same_shape(grad_y, shape)
+        if mask is None:
+            return g
+        if self.p == 1.0:
+            return np.zeros_like(g)
+        gx = np.multiply(g, mask)
+        gx *= gx.dtype.type(1.0 / (1.0 - self.p))
+        return gx

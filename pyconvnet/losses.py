@@ -1,0 +1,155 @@
+"""Loss functions with their gradients (no autograd).
+
+Each loss has ``forward(prediction, target) -> float`` (which caches what the
+gradient needs), ``backward(grad=1.0) -> grad_prediction`` (the gradient of
+``grad * loss``), ``__call__ = forward``, and ``reduction`` 'mean' (default) or 'sum'.
+
+SoftmaxCrossEntropy is softmax + cross-entropy fused (seed 002 eqs. 5-8, 12):
+    loss = mean_i [ logsumexp(a_i) - a_i[y_i] ]   with   logsumexp(a) = alpha + log sum exp(a - alpha), alpha = max a
+    grad = (softmax(a) - onehot(y)) / B
+which stays finite for any finite logits (exp only ever sees values <= 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._args import float_array
+
+__all__ = ["Loss", "SoftmaxCrossEntropy", "MSELoss", "BCEWithLogitsLoss", "log_softmax"]
+
+
+def log_softmax(a, axis=1):
+    """a - logsumexp(a) along ``axis``, computed stably (seed 002 eqs. 5-6)."""
+    a = float_array(a, "a")
+    z = a - a.max(axis=axis, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    z -= lse
+    return z
+
+
+class Loss:
+    """Base class: see the module docstring."""
+
+    def __init__(self, reduction="mean"):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+        self._cache = None
+
+    def __call__(self, prediction, target):
+        return self.forward(prediction, target)
+
+    def _saved(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: called before forward (nothing is cached)")
+        return self._cache
+
+    def _scale(self, count):
+        return 1.0 / count if self.reduction == "mean" else 1.0
+
+    def config(self):
+        return {"class": type(self).__name__, "args": {"reduction": self.reduction}}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+
+def _same_shape_target(target, pred, name="target"):
+    t = float_array(target, name)
+    if t.shape != pred.shape:
+        raise ValueError(f"{name}: expected the shape of the prediction {pred.shape}, got {t.shape}")
+    return t
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Cross-entropy of softmax(logits) against labels, fused with its gradient.
+
+    logits (N, C) or (N, C, d1, ...) (class axis 1, e.g. per-pixel segmentation);
+    labels: integer class indices (N,) / (N, d1, ...) in [0, C), or one-hot / class
+    probabilities of the logits' shape. 'mean' averages over the N (* d1 * ...)
+    positions, so the gradient is (softmax - onehot) / B as seed 002 eq. 12."""
+
+    def forward(self, logits, labels):
+        a = float_array(logits, "logits")
+        if a.ndim < 2:
+            raise ValueError(f"logits: expected (N, C) or (N, C, d1, ...), got shape {a.shape}")
+        c = a.shape[1]
+        labels = np.asarray(labels)
+        z = a - a.max(axis=1, keepdims=True)          # eq. 6: subtract alpha = max
+        p = np.exp(z)
+        s = p.sum(axis=1, keepdims=True)
+        log_s = np.log(s)
+        p /= s                                         # softmax, eq. 5
+        count = a.size // c
+        if labels.dtype.kind in "iu":
+            want = a.shape[:1] + a.shape[2:]
+            if labels.shape != want:
+                raise ValueError(f"labels: expected integer labels of shape {want} for logits {a.shape}, "
+                                 f"got {labels.shape}")
+            if labels.size and (labels.min() < 0 or labels.max() >= c):
+                raise ValueError(f"labels: class indices must lie in [0, {c}), got range "
+                                 f"[{labels.min()}, {labels.max()}]")
+            idx = np.expand_dims(labels.astype(np.intp, copy=False), 1)
+            picked = np.take_along_axis(z, idx, axis=1)
+            total = float(np.sum(log_s, dtype=np.float64) - np.sum(picked, dtype=np.float64))
+            self._cache = (p, idx, None, count)
+        elif labels.dtype.kind == "f":
+            t = _same_shape_target(labels, a, "labels")
+            # sum_k -t_k log p_k = sum_k t_k (log s - z_k)
+            total = float(np.sum(t * (log_s - z), dtype=np.float64))
+            self._cache = (p, None, t, count)
+        else:
+            raise TypeError(f"labels: expected integer class indices or float one-hot/probabilities, "
+                            f"got dtype {labels.dtype}")
+        return total * self._scale(count)
+
+    def backward(self, grad=1.0):
+        p, idx, t, count = self._saved()
+        k = p.dtype.type(float(grad) * self._scale(count))
+        g = p.copy()
+        if idx is not None:
+            np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=1) - 1, axis=1)
+        else:
+            g *= t.sum(axis=1, keepdims=True)          # d/da_j sum_k t_k (lse - a_k) = p_j sum_k t_k - t_j
+            g -= t
+        g *= k
+        return g
+
+    def probabilities(self):
+        """softmax(logits) of the last forward (a copy)."""
+        return self._saved()[0].copy()
+
+
+class MSELoss(Loss):
+    """mean((prediction - target)^2) over all elements; gradient 2 (prediction - target) / n."""
+
+    def forward(self, prediction, target):
+        x = float_array(prediction, "prediction")
+        t = _same_shape_target(target, x)
+        d = x - t
+        self._cache = d
+        return float(np.sum(d * d, dtype=np.float64)) * self._scale(d.size)
+
+    def backward(self, grad=1.0):
+        d = self._saved()
+        return d * d.dtype.type(2.0 * float(grad) * self._scale(d.size))
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits x with targets t in [0, 1], stable for any x:
+    loss = mean(max(x, 0) - x t + log(1 + exp(-|x|))); gradient (sigmoid(x) - t) / n."""
+
+    def forward(self, logits, target):
+        x = float_array(logits, "logits")
+        t = _same_shape_target(target, x)
+        e = np.exp(-np.abs(x))                         # in (0, 1]: no overflow
+        loss = np.maximum(x, 0) - x * t + np.log1p(e)
+        sig = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+        self._cache = (sig, t)
+        return float(np.sum(loss, dtype=np.float64)) * self._scale(x.size)
+
+    def backward(self, grad=1.0):
+        sig, t = self._saved()
+        g = sig - t
+        g *= g.dtype.type(float(grad) * self._scale(g.size))
+        return g

@@ -1,0 +1,138 @@
+"""Model zoo: the networks of the seed documents, built from pyconvnet.layers.
+
+Every builder takes ``seed`` (weights are reproducible) and ``dtype``; inputs
+are NCHW float images in [0, 1]. ``MODELS`` maps CLI names to builders and the
+input each expects.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+
+__all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "MODELS", "build"]
+
+
+def mlp3(hidden=256, in_shape=(1, 28, 28), classes=10, seed=0, dtype=np.float32):
+    """Seed 002's three-layer network: 784 -> M sigmoid -> 10 (softmax in the loss).
+    Weights N(0, 1/fan_in) as the course prescribes."""
+    rng = np.random.default_rng(seed)
+    d = int(np.prod(in_shape))
+    return L.Sequential(
+        L.Flatten(),
+        L.Linear(d, hidden, init="normal_fan_in", rng=rng, dtype=dtype),
+        L.Sigmoid(),
+        L.Linear(hidden, classes, init="normal_fan_in", rng=rng, dtype=dtype),
+    )
+
+
+def lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, pad_input=2):
+    """LeNet-5 (LeCun et al. 1998) on 32x32 input: 28x28 MNIST digits are padded by
+    ``pad_input`` = 2 in the first convolution, which is the same as padding the image.
+    C1 6@5x5 -> S2 -> C3 16@5x5 -> S4 -> C5 120@5x5 -> F6 84 -> 10, ReLU and max pooling."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    return L.Sequential(
+        L.Conv2d(in_channels, 6, 5, padding=pad_input, **he), L.ReLU(), L.MaxPool2d(2),
+        L.Conv2d(6, 16, 5, **he), L.ReLU(), L.MaxPool2d(2),
+        L.Conv2d(16, 120, 5, **he), L.ReLU(),
+        L.Flatten(),
+        L.Linear(120, 84, **he), L.ReLU(),
+        L.Linear(84, classes, **he),
+    )
+
+
+def keras_cnn(in_channels=1, size=28, classes=10, dropout=True, seed=0, dtype=np.float32):
+    """Seed 002 §6.3: Conv32(3x3, same) - Conv64(3x3, same) - MaxPool 2x2 - Dense128 - Dense10,
+    ReLU; with ``dropout`` the Keras example's 0.25 after pooling and 0.5 after Dense128."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    layers = [L.Conv2d(in_channels, 32, 3, padding="same", **he), L.ReLU(),
+              L.Conv2d(32, 64, 3, padding="same", **he), L.ReLU(), L.MaxPool2d(2)]
+    if dropout:
+        layers.append(L.Dropout(0.25, seed=seed + 1))
+    layers += [L.Flatten(), L.Linear(64 * (size // 2) ** 2, 128, **he), L.ReLU()]
+    if dropout:
+        layers.append(L.Dropout(0.5, seed=seed + 2))
+    layers.append(L.Linear(128, classes, **he))
+    return L.Sequential(*layers)
+
+
+def cifar_cnn(in_channels=3, classes=10, width=32, seed=0, dtype=np.float32):
+    """A small VGG-style net for 32x32 colour images: three blocks of
+    [conv3x3-BN-ReLU] x 2 + max pool (width, 2*width, 4*width channels), dropout
+    growing with depth, then a 10-way linear layer on the 4x4 maps."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    layers, c = [], in_channels
+    for i, (w, p) in enumerate(((width, 0.1), (2 * width, 0.2), (4 * width, 0.3))):
+        for _ in range(2):
+            layers += [L.Conv2d(c, w, 3, padding=1, bias=False, **he), L.BatchNorm2d(w, dtype=dtype), L.ReLU()]
+            c = w
+        layers += [L.MaxPool2d(2), L.Dropout(p, seed=seed + 10 + i)]
+    layers += [L.Flatten(), L.Linear(c * 16, classes, **he)]
+    return L.Sequential(*layers)
+
+
+def robust_lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, mix_channels=16):
+    """Seed 000's translation-robust LeNet-5 on 28x28 digits (padded to 32x32 in C1).
+
+    The LeNet-5 trunk runs as usual up to C5 (120 maps of 1x1); those 120 values are
+    upsampled back to C1's 28x28 grid, concatenated with the 6 C1 maps (before
+    pooling, the U-Net-like skip), mixed by a 1x1 pointwise convolution and then
+    classified by two fully connected layers, as in LeNet-5's tail. The seed notes the
+    pointwise width can be small; ``mix_channels`` (16) and a 2x2 max pool before the
+    fully connected layers keep the tail at 16*14*14 inputs."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    nodes = [
+        ("c1", L.Conv2d(in_channels, 6, 5, padding=2, **he), ["input"]),
+        ("r1", L.ReLU(), ["c1"]),
+        ("s2", L.MaxPool2d(2), ["r1"]),
+        ("c3", L.Conv2d(6, 16, 5, **he), ["s2"]),
+        ("r3", L.ReLU(), ["c3"]),
+        ("s4", L.MaxPool2d(2), ["r3"]),
+        ("c5", L.Conv2d(16, 120, 5, **he), ["s4"]),
+        ("r5", L.ReLU(), ["c5"]),
+        ("up", L.Upsample(size=(28, 28)), ["r5"]),
+        ("cat", L.Concat(), ["r1", "up"]),
+        ("pw", L.Conv2d(126, mix_channels, 1, **he), ["cat"]),
+        ("rp", L.ReLU(), ["pw"]),
+        ("sp", L.MaxPool2d(2), ["rp"]),
+        ("flat", L.Flatten(), ["sp"]),
+        ("f6", L.Linear(mix_channels * 14 * 14, 84, **he), ["flat"]),
+        ("r6", L.ReLU(), ["f6"]),
+        ("out", L.Linear(84, classes, **he), ["r6"]),
+    ]
+    return L.Graph(nodes, inputs=["input"], outputs=["out"])
+
+
+# name -> (builder, {dataset: builder kwargs}); datasets give the input geometry.
+MODELS = {
+    "mlp3": (mlp3, "seed 002's 784-M-10 sigmoid network"),
+    "lenet5": (lenet5, "LeNet-5 (LeCun 1998), ReLU + max pooling"),
+    "keras_cnn": (keras_cnn, "seed 002 §6.3: Conv32-Conv64-MaxPool-Dense128-Dense10 (+ Keras dropout)"),
+    "cifar_cnn": (cifar_cnn, "VGG-style 6 conv + BN + dropout for 32x32 colour images"),
+    "robust_lenet5": (robust_lenet5, "seed 000: LeNet-5 with upsampled C5 + C1 skip and a pointwise conv"),
+}
+
+
+def build(name, in_shape, classes=10, seed=0, **kw):
+    """Build zoo model ``name`` for inputs of shape (C, H, W)."""
+    if name not in MODELS:
+        raise ValueError(f"model: unknown model {name!r}; choose from {', '.join(MODELS)}")
+    c, h, w = in_shape
+    if name == "mlp3":
+        return mlp3(in_shape=in_shape, classes=classes, seed=seed, **kw)
+    if name == "lenet5":
+        # 28x28 digits are padded to LeNet's 32x32; 32x32 images are used as they are.
+        return lenet5(in_channels=c, classes=classes, seed=seed, pad_input=(32 - h) // 2, **kw)
+    if name == "keras_cnn":
+        return keras_cnn(in_channels=c, size=h, classes=classes, seed=seed, **kw)
+    if name == "cifar_cnn":
+        if (h, w) != (32, 32):
+            raise ValueError(f"model: cifar_cnn expects 32x32 images, got {h}x{w}")
+        return cifar_cnn(in_channels=c, classes=classes, seed=seed, **kw)
+    if (h, w) != (28, 28):
+        raise ValueError(f"model: robust_lenet5 expects 28x28 images, got {h}x{w}")
+    return robust_lenet5(in_channels=c, classes=classes, seed=seed, **kw)

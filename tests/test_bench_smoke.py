@@ -1,0 +1,133 @@
+"""Smoke test of the benchmark harness (bench/): `python -m bench --quick` on the LeNet rows
+must validate every contender and record positive timings. No timing thresholds: only that
+the harness runs, checks answers and writes its outputs.
+
+The bench runs in a subprocess against the same pyconvnet this test process imports (the
+in-tree build under `python -m pytest`, the installed wheel under plain `pytest`): a copy of
+bench/ goes into a temporary directory that, with pyconvnet's parent directory, makes up
+PYTHONPATH, so the source tree's uncompiled package cannot shadow an installed one.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyconvnet
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+pytestmark = pytest.mark.skipif(not (BENCH / "__main__.py").is_file(), reason="bench/ not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def bench_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("benchpkg")
+    shutil.copytree(BENCH, home / "bench", ignore=shutil.ignore_patterns("results", "__pycache__", "*.pyc"))
+    env = dict(os.environ)
+    paths = [str(home), str(Path(pyconvnet.__file__).resolve().parent.parent)]
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("PYCONVNET_BENCH_NO_TORCH", None)
+    return home, env
+
+
+def run_bench(bench_env, out, *extra, env_extra=None):
+    home, env = bench_env
+    env = dict(env, **(env_extra or {}))
+    cmd = [sys.executable, "-m", "bench", "--quick", "--threads", "1", "--filter", "lenet", "--out", str(out), *extra]
+    p = subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, f"bench failed ({p.returncode}):\n{p.stderr[-4000:]}"
+    files = sorted(out.glob("*.json"))
+    assert [f.name for f in files] == ["bench-quick.json"], files
+    assert (out / "bench-quick.md").is_file()
+    return json.loads(files[0].read_text())
+
+
+def positive_timing(entry):
+    t = entry["time"]
+    return 0 < t["min_s"] <= t["median_s"] <= t["max_s"] and t["repeats"] >= 1
+
+
+def check_kernel_rows(res, contenders):
+    rows = res["rows"]
+    assert rows, "no kernel rows ran"
+    assert {r["op"] for r in rows} == {"conv2d"}
+    assert {r["mode"] for r in rows} == {"fwd", "fwdbwd"}
+    assert all("lenet" in r["id"] and r["threads"] == 1 for r in rows)
+    for r in rows:
+        c = r["contenders"]
+        assert c["ours"]["status"] == "ok" and c["ours"]["validated"] is True, (r["id"], c["ours"])
+        assert positive_timing(c["ours"]), r["id"]
+        assert r["flops"] > 0 and c["ours"]["gflops"] > 0
+        for name in contenders:
+            e = c[name]
+            assert e["status"] == "ok" and e["validated"] is True, (r["id"], name, e)
+            assert e["max_rel_err"] <= e["tol"]
+            assert positive_timing(e), (r["id"], name)
+        naive = c["naive"]
+        if naive["status"] == "ok":  # pyconvnet.reference present: a scaled figure from a validated slice
+            assert naive["validated"] is True and naive["scaled"] is True and positive_timing(naive)
+            assert naive["slice"]["samples"] < r["x"][0]
+        else:
+            assert naive["status"] == "skipped" and naive["reason"]
+    ceiling = res["ceiling"]
+    assert [c["threads"] for c in ceiling] == [1]
+    assert ceiling[0]["pyconvnet_linear"]["validated"] and ceiling[0]["pyconvnet_linear"]["gflops"] > 0
+    m = res["machine"]
+    assert m["cpu_model"] and m["numpy"] and m["pyconvnet_blas"] and m["date"]
+
+
+def check_training(res, with_torch):
+    rows = res["training"]
+    if not rows:  # filtered out or no hook rows
+        return
+    for r in rows:
+        if r.get("status") == "skipped":
+            assert r["reason"]
+            continue
+        assert r["validation"]["validated"] is True, r["validation"]
+        ours = r["contenders"]["ours"]
+        assert ours["status"] == "ok", ours
+        assert ours["epoch_s"] > 0 and ours["peak_rss_mib"] > 0
+        torch_e = r["contenders"]["torch"]
+        if with_torch:
+            assert torch_e["status"] == "ok" and torch_e["epoch_s"] > 0, torch_e
+        else:
+            assert torch_e["status"] == "skipped"
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed (the --no-torch path is tested below)")
+def test_quick_lenet_with_torch(bench_env, tmp_path):
+    res = run_bench(bench_env, tmp_path)
+    assert res["mode"] == "quick" and res["options"]["torch"] is True
+    assert res["machine"]["torch"]
+    check_kernel_rows(res, ("torch", "numpy"))
+    assert all(r["contenders"]["ours"]["validated_against"] == "torch" for r in res["rows"])
+    check_training(res, with_torch=True)
+    md = (tmp_path / "bench-quick.md").read_text()
+    assert "torch/ours" in md and "conv2d lenet.conv1 fwd" in md
+
+
+def test_quick_lenet_without_torch(bench_env, tmp_path):
+    res = run_bench(bench_env, tmp_path, "--no-torch")
+    assert res["options"]["torch"] is False and res["machine"]["torch"] is None
+    check_kernel_rows(res, ("numpy",))
+    for r in res["rows"]:
+        assert r["contenders"]["torch"]["status"] == "skipped"
+        assert r["contenders"]["ours"]["validated_against"] == "numpy"
+    check_training(res, with_torch=False)
+
+
+def test_no_torch_env_var(bench_env):
+    home, env = bench_env
+    code = "from bench.cli import parse_args; a = parse_args(['--threads', '1,2']); print(a.no_torch, a.thread_counts)"
+    p = subprocess.run([sys.executable, "-c", code], cwd=home, env=dict(env, PYCONVNET_BENCH_NO_TORCH="1"),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "[1,", "2]"]

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "activation.h"
 #include "batchnorm.h"
 #include "conv.h"
 #include "linear.h"
@@ -468,6 +469,35 @@ py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x) {
     return py::make_tuple(gxo, gw, gb);
 }
 
+// ---------------------------------------------------------------- activations
+template <typename T>
+arr<T> relu_forward(arr<T> x) {
+    arr<T> y(shape_of(x));
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    const index_t n = x.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::relu_forward(xp, yp, n);
+    }
+    return y;
+}
+
+template <typename T>
+arr<T> relu_backward(arr<T> gy, arr<T> y) {
+    if (gy.ndim() != y.ndim() || !std::equal(y.shape(), y.shape() + y.ndim(), gy.shape()))
+        fail("grad_output: expected the shape of the ReLU output " + shape_str(y) + ", got " + shape_str(gy));
+    arr<T> gx(shape_of(y));
+    const T *gp = gy.data(), *yp = y.data();
+    T* xp = gx.mutable_data();
+    const index_t n = y.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::relu_backward(gp, yp, xp, n);
+    }
+    return gx;
+}
+
 template <typename T>
 void register_kernels(py::module_& m) {
     using namespace py::literals;
@@ -490,6 +520,8 @@ void register_kernels(py::module_& m) {
     m.def("batch_norm_train", &batch_norm_train<T>, "x"_a, "weight"_a, "bias"_a, "eps"_a);
     m.def("batch_norm_eval", &batch_norm_eval<T>, "x"_a, "mean"_a, "var"_a, "weight"_a, "bias"_a, "eps"_a);
     m.def("batch_norm_backward", &batch_norm_backward<T>, "grad_output"_a, "x"_a, "weight"_a, "mean"_a, "invstd"_a);
+    m.def("relu_forward", &relu_forward<T>, "x"_a);
+    m.def("relu_backward", &relu_backward<T>, "grad_output"_a, "y"_a);
     m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);
     m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true);
 }

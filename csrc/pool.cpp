@@ -18,6 +18,36 @@ void max_pool2d_forward(const T* x, T* y, std::int64_t* argmax, const PoolArgs& 
         const T* in = x + pl * HW;
         T* out = y + pl * L;
         std::int64_t* idx = argmax + pl * L;
+        if (interior && p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.dh == 1 && p.dw == 1) {
+            // The common 2x2/2 window, written out so the compiler vectorises it
+            // (same scan order and tie/NaN rule as the general loops).
+            const index_t W = p.W, OW = p.OW;
+            for (index_t oh = 0; oh < p.OH; ++oh) {
+                const T* __restrict r0 = in + 2 * oh * W;
+                const T* __restrict r1 = r0 + W;
+                T* __restrict o = out + oh * OW;
+                std::int64_t* __restrict id = idx + oh * OW;
+                const std::int64_t base = 2 * oh * W;
+#pragma omp simd
+                for (index_t ow = 0; ow < OW; ++ow) {
+                    const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                    T m = a;
+                    std::int64_t k = 0;
+                    bool t = (b > m) | (b != b);
+                    m = t ? b : m;
+                    k = t ? 1 : k;
+                    t = (c > m) | (c != c);
+                    m = t ? c : m;
+                    k = t ? W : k;
+                    t = (d > m) | (d != d);
+                    m = t ? d : m;
+                    k = t ? W + 1 : k;
+                    o[ow] = m;
+                    id[ow] = base + 2 * ow + k;
+                }
+            }
+            continue;
+        }
         if (interior) {
             // Every window inside the plane: scan the window offsets in the
             // outer loops (row-major, same order and tie rule as below) and run

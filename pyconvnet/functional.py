@@ -16,7 +16,7 @@ from ._args import as_int, batched, check_ndim, float_array, pair
 __all__ = [
     "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
     "unfold", "fold", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-    "batch_norm", "batch_norm_backward", "linear", "linear_backward",
+    "batch_norm", "batch_norm_backward", "linear", "linear_backward", "relu", "relu_backward",
     "conv2d_output_size", "pool2d_output_size",
 ]
 
@@ -421,3 +421,18 @@ def linear_backward(grad_out, x, weight, *, need_grad_x=True):
     gx, gw, gb = _core.linear_backward(grad_out.reshape(-1, weight.shape[0]), x.reshape(-1, x.shape[-1]), weight,
                                        bool(need_grad_x))
     return (gx.reshape(x.shape) if gx is not None else None), gw, gb
+
+
+# ----------------------------------------------------------------- activations
+def relu(x):
+    """max(x, 0), elementwise; any shape."""
+    return _core.relu_forward(float_array(x, "x"))
+
+
+def relu_backward(grad_out, y):
+    """Gradient of relu given its OUTPUT y: grad_out where y > 0, else 0."""
+    y = float_array(y, "y")
+    grad_out = float_array(grad_out, "grad_out", y.dtype)
+    if grad_out.shape != y.shape:
+        raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
+    return _core.relu_backward(grad_out, y)

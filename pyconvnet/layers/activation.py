@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+
 from .._args import as_int
 from .. import init as _init
 from .base import Layer
@@ -34,13 +36,13 @@ class ReLU(Layer):
 
     def forward(self, x, training=False):
         x = self._input(x)
-        y = np.maximum(x, 0)
+        y = F.relu(x)
         self._cache = y
         return y
 
     def backward(self, grad_y):
         y = self._saved()
-        return np.where(y > 0, _same_shape(grad_y, y.shape), 0).astype(y.dtype, copy=False)
+        return F.relu_backward(_same_shape(grad_y, y.shape), y)
 
 
 class LeakyReLU(Layer):

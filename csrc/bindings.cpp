@@ -528,6 +528,8 @@ void register_kernels(py::module_& m) {
 
 }  // namespace
 
+void register_relaxed(py::module_& m);  // csrc/bind_relaxed.cpp
+
 PYBIND11_MODULE(_core, m) {
     using namespace py::literals;
     m.doc() = "pyconvnet C++ kernels (private: use pyconvnet.functional)";
@@ -536,6 +538,7 @@ PYBIND11_MODULE(_core, m) {
     // float64 overloads first: in pybind11's convert pass a float64 array must not be cast down.
     register_kernels<double>(m);
     register_kernels<float>(m);
+    register_relaxed(m);
     m.def("conv_out_size", &pcn::conv_out_size, "size"_a, "kernel_size"_a, "stride"_a, "pad_total"_a, "dilation"_a);
     m.def("conv_transpose_out_size", &pcn::conv_transpose_out_size, "size"_a, "kernel_size"_a, "stride"_a,
           "padding"_a, "dilation"_a, "output_padding"_a);

@@ -1,0 +1,155 @@
+"""The vectorised pure-NumPy contender (seed 002 §5.6: convolution as im2col + one GEMM).
+
+cs231n-style float32 im2col: the padded input is viewed as sliding windows with
+``np.lib.stride_tricks.sliding_window_view`` and copied once into the column
+matrix (C*kh*kw, N*OH*OW); the forward is a single matmul with the weight
+matrix (O, C*kh*kw). The backward reuses the forward's columns for grad_weight
+and scatters grad_columns back with col2im as a loop over the kh*kw kernel
+offsets (each offset one strided, vectorised add). Pooling, batch norm and
+unfold/fold are the usual reshape/broadcast NumPy formulations. Everything
+stays float32 (float64 GEMMs by accident are the classic slowdown).
+
+Only what the benchmark rows need is covered: stride/padding are ints, no
+dilation or groups, pooling windows tile the input exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_windows = np.lib.stride_tricks.sliding_window_view
+
+
+def _pad(x, p):
+    if p == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+
+
+def _out(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def im2col(x, kh, kw, stride=1, padding=0):
+    """(N, C, H, W) -> columns (C*kh*kw, N*OH*OW), rows in (c, i, j) order, columns in (n, oh, ow) order."""
+    n, c, h, w = x.shape
+    oh, ow = _out(h, kh, stride, padding), _out(w, kw, stride, padding)
+    v = _windows(_pad(x, padding), (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride][:, :, :oh, :ow]
+    # v: (N, C, OH, OW, kh, kw) -> (C, kh, kw, N, OH, OW), one copy
+    return v.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
+    """Adjoint of im2col: sums (C*kh*kw, N*OH*OW) columns back into (N, C, H, W)."""
+    n, c, h, w = x_shape
+    oh, ow = _out(h, kh, stride, padding), _out(w, kw, stride, padding)
+    cols6 = cols.reshape(c, kh, kw, n, oh, ow)
+    gxp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    s = stride
+    for i in range(kh):
+        for j in range(kw):
+            gxp[:, :, i:i + s * oh:s, j:j + s * ow:s] += cols6[:, i, j].transpose(1, 0, 2, 3)
+    if padding:
+        return gxp[:, :, padding:-padding, padding:-padding]
+    return gxp
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, return_cols=False):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    oh, ow = _out(h, kh, stride, padding), _out(wd, kw, stride, padding)
+    cols = im2col(x, kh, kw, stride, padding)
+    y = w.reshape(o, -1) @ cols  # (O, N*OH*OW): the single GEMM
+    if b is not None:
+        y += b[:, None]
+    y = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+    return (y, cols) if return_cols else y
+
+
+def conv2d_backward(gy, x_shape, w, cols, stride=1, padding=0):
+    """Gradients given the forward's columns (as a layer caches them)."""
+    o, c, kh, kw = w.shape
+    gy2 = gy.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N*OH*OW)
+    gw = (gy2 @ cols.T).reshape(w.shape)
+    gb = gy.sum(axis=(0, 2, 3))
+    gcols = w.reshape(o, -1).T @ gy2
+    gx = col2im(gcols, x_shape, kh, kw, stride, padding)
+    return gx, gw, gb
+
+
+def unfold(x, k, padding=0, stride=1):
+    """torch layout: (N, C*k*k, L)."""
+    n, c, h, w = x.shape
+    oh, ow = _out(h, k, stride, padding), _out(w, k, stride, padding)
+    v = _windows(_pad(x, padding), (k, k), axis=(2, 3))[:, :, ::stride, ::stride][:, :, :oh, :ow]
+    return v.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * k * k, oh * ow)
+
+
+def fold(cols, output_size, k, padding=0, stride=1):
+    n, ckk, _ = cols.shape
+    c = ckk // (k * k)
+    h, w = output_size
+    oh, ow = _out(h, k, stride, padding), _out(w, k, stride, padding)
+    cols6 = cols.reshape(n, c, k, k, oh, ow)
+    gxp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    s = stride
+    for i in range(k):
+        for j in range(k):
+            gxp[:, :, i:i + s * oh:s, j:j + s * ow:s] += cols6[:, :, i, j]
+    if padding:
+        return np.ascontiguousarray(gxp[:, :, padding:-padding, padding:-padding])
+    return gxp
+
+
+def _tiles(x, k):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // k, k, w // k, k)
+
+
+def max_pool2d(x, k):
+    return _tiles(x, k).max(axis=(3, 5))
+
+
+def max_pool2d_with_argmax(x, k):
+    """Forward keeping the (first) argmax of each window, for the backward."""
+    n, c, h, w = x.shape
+    win = _tiles(x, k).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)
+    idx = win.argmax(axis=-1)[..., None]
+    return np.take_along_axis(win, idx, axis=-1)[..., 0], idx
+
+
+def max_pool2d_backward(gy, idx, x_shape, k):
+    n, c, h, w = x_shape
+    g = np.zeros((n, c, h // k, w // k, k * k), dtype=gy.dtype)
+    np.put_along_axis(g, idx, gy[..., None], axis=-1)
+    return g.reshape(n, c, h // k, w // k, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(x_shape)
+
+
+def avg_pool2d(x, k):
+    return _tiles(x, k).mean(axis=(3, 5), dtype=x.dtype)
+
+
+def avg_pool2d_backward(gy, x_shape, k):
+    n, c, h, w = x_shape
+    g = np.broadcast_to((gy * np.float32(1.0 / (k * k)))[:, :, :, None, :, None], (n, c, h // k, k, w // k, k))
+    return g.reshape(x_shape)
+
+
+def batch_norm_train(x, gamma, beta, eps=1e-5):
+    """Returns (y, cache) with batch statistics over (N, H, W)."""
+    mean = x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float32)
+    xc = x - mean
+    var = (xc * xc).mean(axis=(0, 2, 3), keepdims=True, dtype=np.float32)
+    invstd = 1.0 / np.sqrt(var + np.float32(eps))
+    xhat = xc * invstd
+    y = xhat * gamma[None, :, None, None] + beta[None, :, None, None]
+    return y, (xhat, invstd)
+
+
+def batch_norm_backward(gy, gamma, cache):
+    xhat, invstd = cache
+    gb = gy.sum(axis=(0, 2, 3), dtype=np.float32)
+    gg = (gy * xhat).sum(axis=(0, 2, 3), dtype=np.float32)
+    m = gy.size // gy.shape[1]
+    gx = (gamma[None, :, None, None] * invstd / np.float32(m)) * (
+        np.float32(m) * gy - gb[None, :, None, None] - xhat * gg[None, :, None, None])
+    return gx, gg, gb

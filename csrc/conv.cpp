@@ -57,7 +57,8 @@ template <typename F>
 void for_each_block(const Plan& p, index_t N, F&& f) {
     if (N <= 0) return;
     if (p.across) {
-#pragma omp parallel for schedule(static)
+        // dynamic: on a shared machine a preempted thread then delays one block, not its whole half
+#pragma omp parallel for schedule(dynamic, 1)
         for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), false);
     } else {
         for (index_t b = 0; b < p.nblocks; ++b) f(b * p.nb, p.count(b, N), !p.serial);
@@ -209,7 +210,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
 #pragma omp parallel num_threads(nt)
     {
         T* acc = parts.data() + std::size_t(thread_id()) * WK;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), acc, false);
 #pragma omp for schedule(static)
         for (index_t i = 0; i < WK; ++i) {

@@ -210,7 +210,9 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
 #pragma omp parallel num_threads(nt)
     {
         T* acc = parts.data() + std::size_t(thread_id()) * WK;
-#pragma omp for schedule(dynamic, 1)
+        // static, not dynamic: which blocks a thread sums must not vary from run
+        // to run, or the float sum order (and the bits of gw) would.
+#pragma omp for schedule(static)
         for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), acc, false);
 #pragma omp for schedule(static)
         for (index_t i = 0; i < WK; ++i) {

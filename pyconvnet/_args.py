@@ -19,7 +19,9 @@ def float_array(a, name: str, dtype=None) -> np.ndarray:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of x), got {arr.dtype}")
-    return arr
+    # Contiguous here, not in pybind11: its convert pass would try the float64
+    # overload first and silently upcast a non-contiguous float32 array.
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def check_ndim(a: np.ndarray, name: str, ndims, layout: str) -> None:

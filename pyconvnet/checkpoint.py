@@ -36,6 +36,12 @@ def _to_jsonable(x):
     return x
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, model, optimizer=None, meta=None):
     """Write ``model`` (its ``config()`` and ``state_dict()``), the optimizer state
     and JSON-serialisable ``meta`` to ``path`` atomically."""
@@ -52,6 +58,7 @@ def save_checkpoint(path, model, optimizer=None, meta=None):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make every checkpoint private
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -77,7 +84,8 @@ def load_checkpoint(path):
     from .layers import layer_from_config
 
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as z:
+        # our own file object: np.load leaks its handle when the zip is unreadable
+        with open(os.fspath(path), "rb") as f, np.load(f, allow_pickle=False) as z:
             files = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise
@@ -87,14 +95,20 @@ def load_checkpoint(path):
     def text(key):
         if key not in files:
             raise CheckpointError(f"{path}: missing {key!r}; not a pyconvnet checkpoint")
-        return json.loads(files[key].tobytes().decode("utf-8"))
+        try:
+            return json.loads(files[key].tobytes().decode("utf-8"))
+        except ValueError as e:  # UnicodeDecodeError, JSONDecodeError
+            raise CheckpointError(f"{path}: {key!r} is not valid JSON text ({e}); the file is damaged") from e
 
     fmt = text("__format__")
     if fmt != FORMAT:
         raise CheckpointError(f"{path}: unsupported checkpoint format {fmt!r} (expected {FORMAT!r})")
     config, meta = text("__config__"), text("__meta__")
-    model = layer_from_config(config)
-    model.load_state_dict({k[6:]: v for k, v in files.items() if k.startswith("model/")})
+    try:
+        model = layer_from_config(config)
+        model.load_state_dict({k[6:]: v for k, v in files.items() if k.startswith("model/")})
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the model cannot be rebuilt from the checkpoint ({e})") from e
     opt_state = {k[6:]: v for k, v in files.items() if k.startswith("optim/")}
     opt_name = text("__optimizer__") if "__optimizer__" in files else None
     return Checkpoint(model, opt_name, opt_state, meta, config)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -25,11 +26,40 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _load_dataset(name, root):
+def _load_dataset(name, root, verify=True):
     from . import data
 
     loader = {"mnist": data.mnist, "fashion-mnist": data.fashion_mnist, "cifar10": data.cifar10}[name]
-    return loader(root=root)
+    try:
+        return loader(root=root, verify=verify)
+    except data.ChecksumError as e:  # e.g. files that are not the canonical data set
+        raise CLIError(f"{e} (command line: --no-verify)") from None
+    except ValueError as e:  # malformed files: the parser's message names the file
+        raise CLIError(str(e)) from None
+
+
+def _int_at_least(lo):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _float_range(lo, lo_open):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+        if not math.isfinite(v) or (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if lo_open else '>='} {lo}, got {text}")
+        return v
+    return parse
 
 
 def _make_optimizer(name, model, lr, weight_decay):
@@ -66,7 +96,7 @@ def cmd_train(args):
     from . import losses, set_num_threads
     from .checkpoint import save_checkpoint
     from .models import MODELS, build
-    from .training import CheckpointBest, fit, evaluate
+    from .training import CheckpointBest, TrainingDiverged, fit, evaluate
 
     if args.model not in MODELS:
         raise CLIError(f"unknown model {args.model!r}; choose from: {', '.join(MODELS)}")
@@ -77,7 +107,7 @@ def cmd_train(args):
     batch_size = args.batch_size or d["batch_size"]
     if args.threads:
         set_num_threads(args.threads)
-    ds = _load_dataset(dataset, args.data_root)
+    ds = _load_dataset(dataset, args.data_root, verify=not args.no_verify)
     xtr, ytr, xte, yte = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
@@ -86,7 +116,10 @@ def cmd_train(args):
 
         perm = PixelPermutation(args.permute_pixels)
         xtr, xte = perm(xtr), perm(xte)
-    model = build(args.model, xtr.shape[1:], classes=len(ds.classes), seed=args.seed)
+    try:
+        model = build(args.model, xtr.shape[1:], classes=len(ds.classes), seed=args.seed)
+    except ValueError as e:  # e.g. cifar_cnn on 28x28 digits
+        raise CLIError(f"{e} (--dataset {dataset})") from None
     opt = _make_optimizer(optimizer, model, lr, args.weight_decay)
     loss = losses.SoftmaxCrossEntropy()
     os.makedirs(args.out, exist_ok=True)
@@ -94,9 +127,12 @@ def cmd_train(args):
             "seed": args.seed, "permute_pixels": args.permute_pixels, "classes": list(ds.classes)}
     callbacks = [CheckpointBest(os.path.join(args.out, "best.npz"), monitor="val_acc", meta=meta)]
     t0 = time.perf_counter()
-    history = fit(model, (xtr, ytr), epochs=args.epochs, batch_size=batch_size, optimizer=opt, loss=loss,
-                  validation=(xte, yte), seed=args.seed, callbacks=callbacks,
-                  augment=_augmenter(args.augment, args.seed), verbose=not args.quiet)
+    try:
+        history = fit(model, (xtr, ytr), epochs=args.epochs, batch_size=batch_size, optimizer=opt, loss=loss,
+                      validation=(xte, yte), seed=args.seed, callbacks=callbacks,
+                      augment=_augmenter(args.augment, args.seed), verbose=not args.quiet)
+    except TrainingDiverged as e:
+        raise CLIError(str(e)) from None
     wall = time.perf_counter() - t0
     _, acc = evaluate(model, (xte, yte))
     meta.update(epoch=len(history.epoch), history=history.as_dict(), test_acc=acc)
@@ -139,7 +175,7 @@ def _load(path):
 
 def _test_images(ck, args):
     dataset = args.dataset or ck.meta.get("dataset", "mnist")
-    ds = _load_dataset(dataset, args.data_root)
+    ds = _load_dataset(dataset, args.data_root, verify=not args.no_verify)
     xte, yte = ds.test_images, ds.test_labels
     if ck.meta.get("permute_pixels") is not None:
         from .data import PixelPermutation
@@ -153,7 +189,10 @@ def cmd_evaluate(args):
 
     ck = _load(args.checkpoint)
     dataset, xte, yte, _ = _test_images(ck, args)
-    _, acc = evaluate(ck.model, (xte, yte))
+    try:
+        _, acc = evaluate(ck.model, (xte, yte))
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"the checkpoint's model does not take the {dataset} test images: {e}") from None
     print(f"{ck.meta.get('model', 'model')} on {dataset} test set: accuracy {acc * 100:.2f}% ({len(yte)} images)")
     return 0
 
@@ -165,7 +204,10 @@ def cmd_predict(args):
     dataset, xte, yte, classes = _test_images(ck, args)
     if not 0 <= args.index < len(xte):
         raise CLIError(f"--index: must be in 0..{len(xte) - 1}, got {args.index}")
-    logits = predict(ck.model, xte[args.index:args.index + 1])[0]
+    try:
+        logits = predict(ck.model, xte[args.index:args.index + 1])[0]
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"the checkpoint's model does not take the {dataset} test images: {e}") from None
     pred = int(np.argmax(logits))
     if args.json:
         print(json.dumps({"index": args.index, "predicted": pred, "label": int(yte[args.index])}))
@@ -189,16 +231,18 @@ def make_parser():
     t.add_argument("model", help="zoo model (see `pyconvnet models`)")
     t.add_argument("--dataset", choices=DATASETS, help="data set (default: the model's)")
     t.add_argument("--epochs", type=int, default=1, help="number of epochs (default 1)")
-    t.add_argument("--batch-size", type=int, help="mini-batch size (default: the model's)")
+    t.add_argument("--batch-size", type=_int_at_least(1), help="mini-batch size (default: the model's)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the model's)")
-    t.add_argument("--lr", type=float, help="learning rate (default: the model's)")
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--lr", type=_float_range(0.0, True), help="learning rate (default: the model's)")
+    t.add_argument("--weight-decay", type=_float_range(0.0, False), default=0.0)
     t.add_argument("--augment", default="none", choices=("none", "translate", "crop-flip"))
     t.add_argument("--permute-pixels", type=int, metavar="SEED", help="train/test on pixel-permuted images")
-    t.add_argument("--limit", type=int, help="use only the first N training images")
+    t.add_argument("--limit", type=_int_at_least(1), help="use only the first N training images")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, help="kernel threads (default: all cores or OMP_NUM_THREADS)")
+    t.add_argument("--threads", type=_int_at_least(1), help="kernel threads (default: all cores or OMP_NUM_THREADS)")
     t.add_argument("--data-root", help="folder with the data files (default: $PYCONVNET_DATA, cache, system)")
+    t.add_argument("--no-verify", action="store_true", help="load data files without checking their SHA-256 "
+                   "(files that are not the canonical data set, e.g. a generated one)")
     t.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     t.set_defaults(func=cmd_train)
@@ -206,12 +250,14 @@ def make_parser():
     e.add_argument("checkpoint")
     e.add_argument("--dataset", choices=DATASETS)
     e.add_argument("--data-root")
+    e.add_argument("--no-verify", action="store_true", help="load data files without checking their SHA-256")
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("predict", help="classify one test image (index 0-9999)")
     r.add_argument("checkpoint")
     r.add_argument("--index", type=int, required=True)
     r.add_argument("--dataset", choices=DATASETS)
     r.add_argument("--data-root")
+    r.add_argument("--no-verify", action="store_true", help="load data files without checking their SHA-256")
     r.add_argument("--json", action="store_true")
     r.add_argument("--quiet", action="store_true", help="print only the predicted class")
     r.set_defaults(func=cmd_predict)
@@ -229,7 +275,7 @@ def main(argv=None):
     except CLIError as e:
         print(f"pyconvnet: error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:  # e.g. data sets not found: the loader's message says where it looked
+    except OSError as e:  # data sets not found (the loader's message says where it looked), unwritable --out, ...
         print(f"pyconvnet: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -107,7 +107,7 @@ def robust_lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, mix_chann
     return L.Graph(nodes, inputs=["input"], outputs=["out"])
 
 
-# name -> (builder, {dataset: builder kwargs}); datasets give the input geometry.
+# name -> (builder, one-line description); build() maps a data set geometry to builder arguments.
 MODELS = {
     "mlp3": (mlp3, "seed 002's 784-M-10 sigmoid network"),
     "lenet5": (lenet5, "LeNet-5 (LeCun 1998), ReLU + max pooling"),

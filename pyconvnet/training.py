@@ -240,11 +240,24 @@ def _run_epochs(model, x, y, epochs, batch_size, optimizer, loss, validation, sh
             elapsed = time.perf_counter() - t0
             bar.update(n, loss=total_loss / seen, acc=correct / seen, rate=seen / max(elapsed, 1e-9))
         bar.close()
+        # The loss check above sees each update's effect only at the next batch: the
+        # epoch's last update is checked here (weights, then the validation loss).
+        params = getattr(model, "params", None)
+        bad = [k for k, p in (params.items() if isinstance(params, dict) else ()) if not np.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1}: the weights {bad[:3]} became NaN or infinite. "
+                f"Lower the learning rate (now {getattr(optimizer, 'lr', '?')}) or check the input scaling.")
         logs = {"loss": total_loss / seen, "acc": correct / seen if y.ndim == 1 else None,
                 "val_loss": None, "val_acc": None}
         if validation is not None:
             logs["val_loss"], logs["val_acc"] = evaluate(model, validation, batch_size=max(batch_size, 256),
                                                          loss=loss, transform=transform)
+            if not math.isfinite(logs["val_loss"]):
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}: the validation loss is {logs['val_loss']}. "
+                    f"Lower the learning rate (now {getattr(optimizer, 'lr', '?')}) or check the input scaling "
+                    f"(of the validation images too).")
         seconds = time.perf_counter() - t0
         h = trainer.history
         h.epoch.append(epoch + 1)

@@ -62,12 +62,17 @@ def _float_range(lo, lo_open):
     return parse
 
 
-def _make_optimizer(name, model, lr, weight_decay):
+def _make_optimizer(name, model, lr, weight_decay, schedule="none", epochs=1):
     from . import optim
 
     cls = {"sgd": optim.SGD, "momentum": optim.MomentumSGD, "adagrad": optim.AdaGrad, "rmsprop": optim.RMSProp,
            "adadelta": optim.AdaDelta, "adam": optim.Adam}[name]
     kw = {} if lr is None else {"lr": lr}
+    # cosine decays to 0 over the run; step divides by 10 at 50% and 75% of it
+    scheduler = {"none": None, "cosine": lambda: optim.CosineAnnealing(T_max=epochs),
+                 "step": lambda: optim.MultiStepLR([max(1, epochs // 2), max(1, 3 * epochs // 4)], 0.1)}[schedule]
+    if scheduler is not None:
+        kw["scheduler"] = scheduler()
     return cls(model.parameters(), weight_decay=weight_decay, **kw)
 
 
@@ -120,10 +125,11 @@ def cmd_train(args):
         model = build(args.model, xtr.shape[1:], classes=len(ds.classes), seed=args.seed)
     except ValueError as e:  # e.g. cifar_cnn on 28x28 digits
         raise CLIError(f"{e} (--dataset {dataset})") from None
-    opt = _make_optimizer(optimizer, model, lr, args.weight_decay)
+    opt = _make_optimizer(optimizer, model, lr, args.weight_decay, args.schedule, args.epochs)
     loss = losses.SoftmaxCrossEntropy()
     os.makedirs(args.out, exist_ok=True)
     meta = {"model": args.model, "dataset": dataset, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+            "schedule": args.schedule, "augment": args.augment, "weight_decay": args.weight_decay,
             "seed": args.seed, "permute_pixels": args.permute_pixels, "classes": list(ds.classes)}
     callbacks = [CheckpointBest(os.path.join(args.out, "best.npz"), monitor="val_acc", meta=meta)]
     t0 = time.perf_counter()
@@ -235,6 +241,8 @@ def make_parser():
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the model's)")
     t.add_argument("--lr", type=_float_range(0.0, True), help="learning rate (default: the model's)")
     t.add_argument("--weight-decay", type=_float_range(0.0, False), default=0.0)
+    t.add_argument("--schedule", default="none", choices=("none", "cosine", "step"),
+                   help="learning-rate schedule over the epochs (default none)")
     t.add_argument("--augment", default="none", choices=("none", "translate", "crop-flip"))
     t.add_argument("--permute-pixels", type=int, metavar="SEED", help="train/test on pixel-permuted images")
     t.add_argument("--limit", type=_int_at_least(1), help="use only the first N training images")

@@ -271,6 +271,15 @@ def make_parser():
     r.set_defaults(func=cmd_predict)
     m = sub.add_parser("models", help="list the model zoo")
     m.set_defaults(func=cmd_models)
+    x = sub.add_parser("experiment", help="run a paper reproduction experiment")
+    xs = x.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=_Parser)
+    xs.required = True
+    from .experiments import relaxed_mnist
+
+    rm = xs.add_parser("relaxed-mnist", help="seed 003: learned receptive fields on MNIST / pixel-permuted MNIST",
+                       description=relaxed_mnist.__doc__.split("\n\n")[0])
+    relaxed_mnist.add_arguments(rm)
+    rm.set_defaults(func=relaxed_mnist.run_from_args)
     return p
 
 

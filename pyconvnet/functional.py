@@ -436,3 +436,10 @@ def relu_backward(grad_out, y):
     if grad_out.shape != y.shape:
         raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
     return _core.relu_backward(grad_out, y)
+
+
+# seed 003: relaxed receptive-field convolution (pyconvnet/relaxed.py)
+from .relaxed import (grid_index, receptive_conv, receptive_conv_backward,  # noqa: E402
+                      relaxed_conv, relaxed_conv_backward)
+
+__all__ += ["relaxed_conv", "relaxed_conv_backward", "receptive_conv", "receptive_conv_backward", "grid_index"]

@@ -5,7 +5,8 @@ Every function is written straight from its formula as plain Python loops over
 output positions (for the scatter-shaped ops, over input positions) with a small
 NumPy reduction over one receptive field. Nothing here is clever or fast on
 purpose: the point is to be obviously right, and independent of the C++ kernels
-and of ``pyconvnet.functional`` (nothing else from pyconvnet is imported).
+and of ``pyconvnet.functional`` (the loops above import nothing from pyconvnet; the
+relaxed-convolution loops of seed 003 are re-exported at the end from ``pyconvnet.relaxed``).
 
 Semantics and signatures follow ``torch.nn.functional``: NCHW layout (an
 unbatched (C, H, W) input is accepted where torch accepts it), float32 or
@@ -732,3 +733,13 @@ def relu_backward(grad_out, y):
     """Gradient of relu given its output y: grad_out where y > 0, else 0."""
     y = np.asarray(y)
     return np.where(y > 0, np.asarray(grad_out), 0).astype(_float_dtype(y))
+
+
+# seed 003: the naive loops of the relaxed receptive-field convolution live beside
+# its kernels (pyconvnet/relaxed.py); they are plain NumPy loops like the above.
+from .relaxed import ref_receptive_conv as receptive_conv  # noqa: E402
+from .relaxed import ref_receptive_conv_backward as receptive_conv_backward  # noqa: E402
+from .relaxed import ref_relaxed_conv as relaxed_conv  # noqa: E402
+from .relaxed import ref_relaxed_conv_backward as relaxed_conv_backward  # noqa: E402
+
+__all__ += ["relaxed_conv", "relaxed_conv_backward", "receptive_conv", "receptive_conv_backward"]

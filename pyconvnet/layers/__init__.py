@@ -24,3 +24,14 @@ __all__ = [
     "Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add",
     "Sequential", "Graph", "check_backward", "numerical_grads",
 ]
+
+
+def __getattr__(name):
+    if name == "RelaxedConv":  # seed 003; lazy: pyconvnet.relaxed imports this package
+        from ..relaxed import RelaxedConv
+
+        return RelaxedConv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ += ["RelaxedConv"]

@@ -62,13 +62,30 @@ void check_shape(const py::array& a, const char* name, std::initializer_list<ind
     if (!ok) fail(std::string(name) + ": expected shape " + w.str() + ", got " + shape_str(a));
 }
 
+void check_max(const index_t* v, int n, const char* name) {
+    for (int i = 0; i < n; ++i)
+        if (v[i] > pcn::kMaxGeometry)
+            fail(std::string(name) + ": values above " + std::to_string(pcn::kMaxGeometry) + " are not supported, got " +
+                 std::to_string(v[i]));
+}
+
+// a*b*..., or a ValueError when the product leaves int64 (absurd geometry).
+index_t checked_product(std::initializer_list<index_t> vals, const char* what) {
+    index_t r = 1;
+    for (index_t v : vals)
+        if (v < 0 || __builtin_mul_overflow(r, v, &r)) fail(std::string(what) + " is too large");
+    return r;
+}
+
 void check_pos(const I2& v, const char* name) {
+    check_max(v.data(), 2, name);
     if (v[0] < 1 || v[1] < 1)
         fail(std::string(name) + ": expected positive values, got (" + std::to_string(v[0]) + ", " +
              std::to_string(v[1]) + ")");
 }
 
 void check_nonneg(const index_t* v, int n, const char* name) {
+    check_max(v, n, name);
     for (int i = 0; i < n; ++i)
         if (v[i] < 0) fail(std::string(name) + ": expected non-negative values, got " + std::to_string(v[i]));
 }
@@ -96,8 +113,8 @@ pcn::ConvArgs conv_args(index_t N, index_t C, index_t H, index_t W, index_t O, i
              std::to_string(d[0]) + ", " + std::to_string(d[1]) + ") is larger than the padded input (" +
              std::to_string(H + pad[0] + pad[1]) + ", " + std::to_string(W + pad[2] + pad[3]) + ")");
     pcn::ConvArgs a{N, O, groups, pcn::Geom{C, H, W, kh, kw, s[0], s[1], pad[0], pad[2], d[0], d[1], OH, OW}};
-    check_blas_size(C / groups * kh * kw * OH * OW, "im2col buffer");
-    check_blas_size(H * W, "image plane");
+    check_blas_size(checked_product({C / groups, kh, kw, OH, OW}, "im2col buffer"), "im2col buffer");
+    check_blas_size(checked_product({H, W}, "image plane"), "image plane");
     return a;
 }
 
@@ -175,8 +192,8 @@ pcn::ConvArgs transpose_args(index_t N, index_t Cin, index_t H, index_t W, const
     if (OH < 1 || OW < 1 || kh < 1 || kw < 1)
         fail("conv_transpose2d: output size (" + std::to_string(OH) + ", " + std::to_string(OW) + ") is not positive");
     pcn::ConvArgs a{N, Cin, groups, pcn::Geom{Cout, OH, OW, kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], H, W}};
-    check_blas_size(w.shape(1) * kh * kw * H * W, "col buffer");
-    check_blas_size(OH * OW, "image plane");
+    check_blas_size(checked_product({w.shape(1), kh, kw, H, W}, "col buffer"), "col buffer");
+    check_blas_size(checked_product({OH, OW}, "image plane"), "image plane");
     return a;
 }
 
@@ -222,7 +239,7 @@ pcn::Geom unfold_geom(index_t C, index_t H, index_t W, const I2& k, const I2& d,
     const index_t OH = pcn::conv_out_size(H, k[0], s[0], 2 * p[0], d[0]);
     const index_t OW = pcn::conv_out_size(W, k[1], s[1], 2 * p[1], d[1]);
     if (OH < 1 || OW < 1) fail("kernel_size: the (dilated) kernel is larger than the padded input");
-    check_blas_size(C * k[0] * k[1] * OH * OW, "column buffer");
+    check_blas_size(checked_product({C, k[0], k[1], OH, OW}, "column buffer"), "column buffer");
     return pcn::Geom{C, H, W, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], OH, OW};
 }
 
@@ -539,11 +556,27 @@ PYBIND11_MODULE(_core, m) {
     register_kernels<double>(m);
     register_kernels<float>(m);
     register_relaxed(m);
-    m.def("conv_out_size", &pcn::conv_out_size, "size"_a, "kernel_size"_a, "stride"_a, "pad_total"_a, "dilation"_a);
-    m.def("conv_transpose_out_size", &pcn::conv_transpose_out_size, "size"_a, "kernel_size"_a, "stride"_a,
-          "padding"_a, "dilation"_a, "output_padding"_a);
-    m.def("pool_out_size", &pcn::pool_out_size, "size"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a,
-          "ceil_mode"_a);
+    // The size helpers refuse what they cannot compute exactly rather than return 0.
+    auto check_sizes = [](index_t in, index_t k, index_t s, index_t p, index_t d) {
+        if (!pcn::geometry_ok(in, k, s, p, d))
+            fail("size arguments out of range: size=" + std::to_string(in) + ", kernel_size=" + std::to_string(k) +
+                 ", stride=" + std::to_string(s) + ", padding=" + std::to_string(p) + ", dilation=" +
+                 std::to_string(d) + " (kernel/stride/dilation in 1.." + std::to_string(pcn::kMaxGeometry) +
+                 ", padding in 0.." + std::to_string(pcn::kMaxGeometry) + ")");
+    };
+    m.def("conv_out_size", [=](index_t in, index_t k, index_t s, index_t p, index_t d) {
+        check_sizes(in, k, s, p, d);
+        return pcn::conv_out_size(in, k, s, p, d);
+    }, "size"_a, "kernel_size"_a, "stride"_a, "pad_total"_a, "dilation"_a);
+    m.def("conv_transpose_out_size", [=](index_t in, index_t k, index_t s, index_t p, index_t d, index_t op) {
+        check_sizes(in, k, s, p, d);
+        if (op < 0 || op > pcn::kMaxGeometry) fail("output_padding: out of range, got " + std::to_string(op));
+        return pcn::conv_transpose_out_size(in, k, s, p, d, op);
+    }, "size"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a, "output_padding"_a);
+    m.def("pool_out_size", [=](index_t in, index_t k, index_t s, index_t p, index_t d, bool ceil_mode) {
+        check_sizes(in, k, s, p, d);
+        return pcn::pool_out_size(in, k, s, p, d, ceil_mode);
+    }, "size"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a, "ceil_mode"_a);
     m.def("set_num_threads", &pcn::set_num_threads, "n"_a);
     m.def("get_num_threads", &pcn::get_num_threads);
     m.def("blas_info", []() { return std::string(scipy_openblas_get_config()); });

@@ -50,7 +50,8 @@ struct Plan {
 // the batch with no im2col at all.
 inline bool is_dense(const ConvArgs& a) {
     const Geom& g = a.g;
-    return a.groups == 1 && g.OH == 1 && g.OW == 1 && g.pt == 0 && g.pl == 0 && g.kh == g.H && g.kw == g.W;
+    return a.groups == 1 && g.OH == 1 && g.OW == 1 && g.pt == 0 && g.pl == 0 && g.kh == g.H && g.kw == g.W &&
+           g.dh == 1 && g.dw == 1;
 }
 
 template <typename F>

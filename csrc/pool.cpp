@@ -81,11 +81,11 @@ void max_pool2d_forward(const T* x, T* y, std::int64_t* argmax, const PoolArgs& 
         for (index_t oh = 0; oh < p.OH; ++oh) {
             index_t hs = oh * p.sh - p.ph;
             index_t he = std::min(hs + (p.kh - 1) * p.dh + 1, p.H);
-            while (hs < 0) hs += p.dh;
+            if (hs < 0) hs += (-hs + p.dh - 1) / p.dh * p.dh;  // first tap inside the input
             for (index_t ow = 0; ow < p.OW; ++ow) {
                 index_t ws = ow * p.sw - p.pw;
                 index_t we = std::min(ws + (p.kw - 1) * p.dw + 1, p.W);
-                while (ws < 0) ws += p.dw;
+                if (ws < 0) ws += (-ws + p.dw - 1) / p.dw * p.dw;
                 T best = -std::numeric_limits<T>::infinity();
                 // A window lying wholly in the padding (possible with large dilation)
                 // has no argmax: -1, which the backward skips.

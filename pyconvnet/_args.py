@@ -7,6 +7,19 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Kernel sizes, strides, paddings, dilations: the C++ side rejects anything larger
+# (sizes feed 32-bit BLAS and must not overflow int64 products).
+MAX_GEOMETRY = 2**30
+
+
+def as_float(v, name: str) -> float:
+    """A Python float, or a ValueError naming the argument."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a number, got bool {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {v!r}") from None
 
 
 def float_array(a, name: str, dtype=None) -> np.ndarray:
@@ -53,6 +66,8 @@ def pair(v, name: str, minimum: int) -> tuple[int, int]:
     if min(out) < minimum:
         what = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name}: expected {what} values, got {v!r}")
+    if max(out) > MAX_GEOMETRY:
+        raise ValueError(f"{name}: values above {MAX_GEOMETRY} are not supported, got {v!r}")
     return out
 
 

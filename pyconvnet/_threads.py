@@ -9,7 +9,9 @@ from . import _core
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for every pyconvnet kernel (OpenMP and BLAS)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool):
+        raise TypeError(f"set_num_threads: n must be an int, got bool {n!r}")
+    if not isinstance(n, int):
         try:
             import operator
 

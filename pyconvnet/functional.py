@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._args import as_int, batched, check_ndim, float_array, pair
+from ._args import as_float, as_int, batched, check_ndim, float_array, pair
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
@@ -66,6 +66,8 @@ def _check_conv(x, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"groups: expected a positive int, got {groups}")
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
+    if groups > c:
+        raise ValueError(f"groups: {groups} is more than the {c} input channels of x {x.shape}")
     if c % groups:
         raise ValueError(f"groups: {groups} does not divide the {c} input channels of x {x.shape}")
     if o % groups:
@@ -340,7 +342,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     c = x.shape[1]
     weight = _channel_vector(weight, "weight", c, x.dtype)
     bias = _channel_vector(bias, "bias", c, x.dtype)
-    eps = float(eps)
+    eps = as_float(eps, "eps")
     if not eps > 0:
         raise ValueError(f"eps: expected a positive float, got {eps}")
     if training:
@@ -354,7 +356,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                                     f"got {type(r).__name__}")
                 if r.shape != (c,):
                     raise ValueError(f"{name}: expected shape ({c},), got {r.shape}")
-        momentum = float(momentum)
+        momentum = as_float(momentum, "momentum")
         y, mean, var, invstd = _core.batch_norm_train(x, weight, bias, eps)
         if running_mean is not None:
             running_mean *= 1.0 - momentum

@@ -452,7 +452,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                             if not 0 <= ww < w:
                                 continue
                             v = x64[b, ch, hh, ww]
-                            if v > best or np.isnan(v):
+                            # the first real element starts the scan (so an all -inf window
+                            # points at its first element, as torch); then strictly greater or NaN
+                            if arg == -1 or v > best or np.isnan(v):
                                 best, arg = v, hh * w + ww
                     y[b, ch, i, j], idx[b, ch, i, j] = best, arg
     y = y.astype(dtype)

@@ -17,7 +17,7 @@ MODEL_DEFAULTS = {
     "mlp3": dict(dataset="mnist", optimizer="sgd", lr=0.5, batch_size=100),
     "lenet5": dict(dataset="mnist", optimizer="sgd", lr=0.05, batch_size=64),
     "keras_cnn": dict(dataset="mnist", optimizer="adadelta", lr=1.0, batch_size=32),
-    "cifar_cnn": dict(dataset="cifar10", optimizer="momentum", lr=0.05, batch_size=128),
+    "cifar_cnn": dict(dataset="cifar10", optimizer="adam", lr=0.001, batch_size=128),
     "robust_lenet5": dict(dataset="mnist", optimizer="sgd", lr=0.05, batch_size=64),
 }
 

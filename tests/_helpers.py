@@ -342,6 +342,9 @@ def run_python(code, timeout=30):
     env = dict(os.environ, PYTHONPATH=PKG_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1")
     try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+        # cwd outside the repository: `python -c` puts the cwd first on sys.path, and
+        # there the uncompiled source tree would shadow the installed package.
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=tempfile.gettempdir())
     except subprocess.TimeoutExpired as e:
         return subprocess.CompletedProcess(e.cmd, None, "", f"timed out after {timeout} s")

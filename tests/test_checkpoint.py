@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
+
+import pyconvnet
 import pytest
 
 from pyconvnet import losses, models, optim
 from pyconvnet.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from pyconvnet.training import History, fit, predict, to_float
 
-REPO = Path(__file__).resolve().parents[1]
 
 GEOMETRY = {"mlp3": (1, 28, 28), "lenet5": (1, 28, 28), "keras_cnn": (1, 28, 28), "cifar_cnn": (3, 32, 32),
             "robust_lenet5": (1, 28, 28)}
@@ -133,8 +133,11 @@ def test_fresh_process_predicts_bit_identically(tmp_path):
         "    ck = load_checkpoint(f'{d}/{name}.npz')\n"
         "    np.save(f'{d}/{name}_there.npy', predict(ck.model, np.load(f'{d}/{name}_x.npy')))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path), *models.MODELS], cwd=REPO, env=env,
+    # the subprocess imports the same pyconvnet as this test (installed or in-tree build),
+    # from a cwd where the source tree cannot shadow it
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(pyconvnet.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path), *models.MODELS], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     for name in models.MODELS:

@@ -16,13 +16,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+import pyconvnet
 import pytest
 
 from data_helpers import IDX_NAMES, make_idx_set
 from pyconvnet.data import write_idx
 from pyconvnet.models import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
+# The subprocesses import the pyconvnet this test imported (installed, or the in-tree build).
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pyconvnet.__file__)))
 N_TRAIN, N_TEST = 256, 40
 ERROR_PREFIX = "pyconvnet: error:"
 
@@ -63,7 +66,7 @@ def sandbox(tmp_path_factory):
     home.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYCONVNET_DATA", "XDG_CACHE_HOME", "no_proxy", "NO_PROXY")}
-    env.update(HOME=str(home), MPLCONFIGDIR=str(base / "mpl"), PYTHONPATH=str(REPO),
+    env.update(HOME=str(home), MPLCONFIGDIR=str(base / "mpl"), PYTHONPATH=PKG_ROOT,
                http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
                HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
     return {"base": base, "data": data, "ytr": ytr, "yte": yte, "env": env, "home": home}

@@ -1,4 +1,5 @@
-"""The vectorised pure-NumPy contender (seed 002 §5.6: convolution as im2col + one GEMM).
+"""The vectorised pure-NumPy contender (seed 002 §5.6: convolution as im2col + one GEMM;
+seed 003: the relaxed receptive-field contraction as GEMMs, see the end of the file).
 
 cs231n-style float32 im2col: the padded input is viewed as sliding windows with
 ``np.lib.stride_tricks.sliding_window_view`` and copied once into the column
@@ -153,3 +154,87 @@ def batch_norm_backward(gy, gamma, cache):
     gx = (gamma[None, :, None, None] * invstd / np.float32(m)) * (
         np.float32(m) * gy - gb[None, :, None, None] - xhat * gg[None, :, None, None])
     return gx, gg, gb
+
+
+# ---------------------------------------------------------------- seed 003: relaxed receptive fields
+# P[n, c, j, s] = sum_i x[n, c, i] L[i, j, s] (dense L) or x[n, c, index[j, s]] (index table,
+# -1 reads 0), then y[n, o, j] = sum_{c, s} w[o, c, s] P[n, c, j, s] + b[o]. The patches are kept
+# as the matrix (N*n_out, C_in*k) (rows per sample and output position, the im2col layout), so
+# the mixing with w is one GEMM; for C_in = 1 building it is a free reshape.
+
+def _patch_rows(P4):
+    """(N, C, J, k) -> (N*J, C*k)."""
+    n, c, j, k = P4.shape
+    return P4.transpose(0, 2, 1, 3).reshape(n * j, c * k)
+
+
+def _mix(patches, w, b, n, j):
+    o = w.shape[0]
+    y = (patches @ w.reshape(o, -1).T).reshape(n, j, o).transpose(0, 2, 1)  # (N*J, O) GEMM, viewed (N, O, J)
+    if b is not None:
+        return y + b[:, None]  # the bias add doubles as the copy into (N, O, J) order
+    return np.ascontiguousarray(y)
+
+
+def _unmix(gy, w, patches):
+    """grad_patches (N*J, C*k), grad_w, grad_b from grad_y (N, O, J)."""
+    n, o, j = gy.shape
+    g = gy.transpose(0, 2, 1).reshape(n * j, o)
+    gw = (g.T @ patches).reshape(w.shape)
+    gb = gy.sum(axis=(0, 2))
+    return g @ w.reshape(o, -1), gw, gb
+
+
+def _patch_grad(gpatches, n, c, j, k):
+    """(N*J, C*k) -> (N*C, J*k), the layout of x (N*C, n_in) @ L (n_in, J*k)."""
+    return gpatches.reshape(n, j, c, k).transpose(0, 2, 1, 3).reshape(n * c, j * k)
+
+
+def relaxed_conv(x, L, w, b=None, return_patches=False):
+    """Dense receptive field: one GEMM (N*C_in, n_in) @ (n_in, n_out*k), then the mixing GEMM."""
+    n, c, n_in = x.shape
+    _, j, k = L.shape
+    P = x.reshape(n * c, n_in) @ L.reshape(n_in, j * k)
+    patches = _patch_rows(P.reshape(n, c, j, k))
+    y = _mix(patches, w, b, n, j)
+    return (y, patches) if return_patches else y
+
+
+def relaxed_conv_backward(gy, x, L, w, patches):
+    """(grad_x, grad_L, grad_w, grad_b) given the forward's patches: two GEMMs against grad_P."""
+    n, c, n_in = x.shape
+    _, j, k = L.shape
+    gpatches, gw, gb = _unmix(gy, w, patches)
+    gP = _patch_grad(gpatches, n, c, j, k)
+    gx = (gP @ L.reshape(n_in, j * k).T).reshape(x.shape)
+    gL = (x.reshape(n * c, n_in).T @ gP).reshape(L.shape)
+    return gx, gL, gw, gb
+
+
+def _padded_index(index, n_in):
+    """-1 (zero padding) -> n_in, the zero column appended to x."""
+    return np.where(index < 0, n_in, index)
+
+
+def receptive_conv(x, index, w, b=None, return_patches=False):
+    """Index table: a fancy-index gather of the patches (x with a zero column appended), then the GEMM."""
+    n, c, n_in = x.shape
+    j, k = index.shape
+    xp = np.concatenate([x, np.zeros((n, c, 1), x.dtype)], axis=2)
+    # np.take, not xp[:, :, idx]: fancy indexing returns the (N, C, J, k) result in a transposed
+    # memory order, and turning that into patch rows is a slow strided copy (~15x the gather)
+    patches = _patch_rows(np.take(xp, _padded_index(index, n_in), axis=2))  # (N, C, J, k) -> (N*J, C*k)
+    y = _mix(patches, w, b, n, j)
+    return (y, patches) if return_patches else y
+
+
+def receptive_conv_backward(gy, x_shape, index, w, patches):
+    """(grad_x, grad_w, grad_b); grad_x is the scatter-add of grad_P, done as ONE np.bincount
+    over (sample*channel, input position) bins (float64 accumulation; the padding bin dropped)."""
+    n, c, n_in = x_shape
+    j, k = index.shape
+    gpatches, gw, gb = _unmix(gy, w, patches)
+    gP = _patch_grad(gpatches, n, c, j, k)  # (N*C, J*k)
+    bins = (np.arange(n * c)[:, None] * (n_in + 1) + _padded_index(index, n_in).reshape(1, -1)).ravel()
+    gx = np.bincount(bins, weights=gP.ravel(), minlength=n * c * (n_in + 1)).reshape(n * c, n_in + 1)
+    return gx[:, :n_in].astype(gy.dtype).reshape(x_shape), gw, gb

@@ -37,10 +37,10 @@ def bench_env(tmp_path_factory):
     return home, env
 
 
-def run_bench(bench_env, out, *extra, env_extra=None):
+def run_bench(bench_env, out, *extra, env_extra=None, filter_="lenet"):
     home, env = bench_env
     env = dict(env, **(env_extra or {}))
-    cmd = [sys.executable, "-m", "bench", "--quick", "--threads", "1", "--filter", "lenet", "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "bench", "--quick", "--threads", "1", "--filter", filter_, "--out", str(out), *extra]
     p = subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"bench failed ({p.returncode}):\n{p.stderr[-4000:]}"
     files = sorted(out.glob("*.json"))
@@ -131,3 +131,34 @@ def test_no_torch_env_var(bench_env):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["True", "[1,", "2]"]
+
+
+def test_quick_relaxed_row(bench_env, tmp_path):
+    """The seed-003 relaxed receptive-field contraction: --quick holds exactly one small row
+    (relaxed_conv, n = 196, fwd+bwd), every contender validated, GFLOP/s recorded, and the naive
+    reference timed on two slices of output positions and extrapolated (not scaled by the batch)."""
+    extra = ("--no-training",) + (() if HAVE_TORCH else ("--no-torch",))
+    res = run_bench(bench_env, tmp_path, *extra, filter_="relaxed")
+    rows = res["rows"]
+    assert [r["id"] for r in rows] == ["relaxed_conv relaxed_mnist.n196 fwdbwd"]
+    r = rows[0]
+    assert r["x"] == [128, 1, 196] and r["params"]["n_out"] == 196 and r["params"]["k"] == 9
+    assert r["flops"] == 3 * (2 * 128 * 1 * 196 * 196 * 9 + 2 * 128 * 8 * 1 * 9 * 196)
+    c = r["contenders"]
+    assert c["ours"]["status"] == "ok" and c["ours"]["validated"] is True, c["ours"]
+    assert positive_timing(c["ours"]) and c["ours"]["gflops"] > 0
+    for name in ("torch", "numpy") if HAVE_TORCH else ("numpy",):
+        e = c[name]
+        assert e["status"] == "ok" and e["validated"] is True and e["max_rel_err"] <= e["tol"], (name, e)
+        assert positive_timing(e), name
+    naive = c["naive"]
+    if naive["status"] == "ok":
+        assert naive["validated"] is True and naive["scaled"] is True and positive_timing(naive)
+        m1, m2 = naive["slice"]["output_positions"]
+        assert 0 < m1 < m2 < naive["slice"]["output_positions_full"] == 196
+        assert naive["slice"]["samples"] == 128
+        fit = naive["fit"]
+        assert naive["time"]["median_s"] == pytest.approx(fit["a_s"] + 196 * fit["b_s_per_position"])
+    else:
+        assert naive["status"] == "skipped" and naive["reason"]
+    assert "relaxed_conv relaxed_mnist.n196 fwdbwd" in (tmp_path / "bench-quick.md").read_text()

@@ -16,16 +16,8 @@ from pyconvnet.layers import Graph, Sequential, check_backward, layer_from_confi
 F64 = np.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Finite differences run thousands of tiny kernels. Some C++ conv loops fork
-    OpenMP threads whatever the size, and on a busy 2-core machine every fork/join
-    can spin for milliseconds, so these run single-threaded (the threaded path is
-    covered by test_threads_do_not_change_results)."""
-    n = pyconvnet.get_num_threads()
-    pyconvnet.set_num_threads(1)
-    yield
-    pyconvnet.set_num_threads(n)
+# Finite differences run thousands of tiny kernels: single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cnn(dtype=F64, seed=0):

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pyconvnet
 import pyconvnet.init as init
 from pyconvnet import layers as L
 from pyconvnet.layers import check_backward, layer_from_config
@@ -21,16 +20,8 @@ from pyconvnet.layers import check_backward, layer_from_config
 F64 = np.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Finite differences run thousands of tiny kernels. Some C++ conv loops fork
-    OpenMP threads whatever the size, and on a busy 2-core machine every fork/join
-    can spin for milliseconds, so these run single-threaded (the threaded path is
-    covered by test_threads_do_not_change_results)."""
-    n = pyconvnet.get_num_threads()
-    pyconvnet.set_num_threads(1)
-    yield
-    pyconvnet.set_num_threads(n)
+# Finite differences run thousands of tiny kernels: single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def away_from_zero(rng, shape, lo=0.1):

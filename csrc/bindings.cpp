@@ -17,6 +17,7 @@
 #include "activation.h"
 #include "batchnorm.h"
 #include "conv.h"
+#include "conv_direct.h"
 #include "linear.h"
 #include "pool.h"
 #include "cblas.h"
@@ -579,6 +580,11 @@ PYBIND11_MODULE(_core, m) {
     }, "size"_a, "kernel_size"_a, "stride"_a, "padding"_a, "dilation"_a, "ceil_mode"_a);
     m.def("set_num_threads", &pcn::set_num_threads, "n"_a);
     m.def("get_num_threads", &pcn::get_num_threads);
+    // Private switches for tests and bench: compare the direct stride-1 conv with im2col + GEMM.
+    m.def("_direct_conv_supported", &pcn::direct_conv_supported);
+    m.def("_set_direct_conv", &pcn::set_direct_conv, "on"_a);
+    m.def("_direct_conv_enabled", &pcn::direct_conv_enabled);
+    m.def("_direct_conv_calls", &pcn::direct_conv_calls);
     m.def("blas_info", []() { return std::string(scipy_openblas_get_config()); });
 #ifdef _OPENMP
     m.attr("has_openmp") = true;

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstring>
 #include <vector>
+#include <type_traits>
 #include "conv.h"
+#include "conv_direct.h"
 
 namespace pcn {
 
@@ -88,6 +90,7 @@ void scatter_block(const T* blk, index_t O, const Plan& p, index_t n0, index_t c
         for (index_t o = 0; o < p.Og; ++o)
             std::memcpy(y + ((n0 + i) * O + grp * p.Og + o) * p.L, blk + o * cnt * p.L + i * p.L, sizeof(T) * p.L);
 }
+
 }  // namespace
 
 template <typename T>
@@ -125,6 +128,8 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvArgs&
         if (bias) add_channel_bias(y, bias, a.N, a.O, 1);
         return;
     }
+    if constexpr (std::is_same_v<T, float>)
+        if (conv2d_forward_direct(x, w, bias, y, a)) return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -148,6 +153,8 @@ void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
         gemm<T>(false, false, a.N, K, a.O, T(1), gy, a.O, w, K, T(0), gx, K, true);
         return;
     }
+    if constexpr (std::is_same_v<T, float>)
+        if (conv2d_backward_data_direct(gy, w, gx, a)) return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {

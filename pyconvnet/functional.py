@@ -105,10 +105,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y[0] if unb else y
 
 
-def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *, need_grad_x=True):
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *, need_grad_x=True,
+                    need_grad_bias=True):
     """Gradients of conv2d: returns (grad_x, grad_weight, grad_bias) shaped like x, weight and (C_out,).
 
-    need_grad_x=False skips grad_x (returned as None): a network's first layer needs no input gradient."""
+    need_grad_x=False skips grad_x (returned as None): a network's first layer needs no input gradient.
+    need_grad_bias=False skips grad_bias (None): a conv without bias (before batch norm) has none."""
     x, weight, _, unb, stride, pad, dilation, groups = _check_conv(x, weight, None, stride, padding, dilation, groups)
     grad_out = float_array(grad_out, "grad_out", x.dtype)
     if unb:
@@ -119,7 +121,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     want = (x.shape[0], weight.shape[0], oh, ow)
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want} (the output of conv2d), got {grad_out.shape}")
-    gx, gw, gb = _core.conv2d_backward(grad_out, x, weight, stride, pad, dilation, groups, bool(need_grad_x))
+    gx, gw, gb = _core.conv2d_backward(grad_out, x, weight, stride, pad, dilation, groups, bool(need_grad_x), True,
+                                       bool(need_grad_bias))
     return (gx[0] if unb and gx is not None else gx), gw, gb
 
 

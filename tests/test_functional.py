@@ -49,6 +49,17 @@ def test_conv2d_matches_reference(cfg, dtype, seed, with_bias, need_grad_x):
     assert (grads[0] is None) == (not need_grad_x)
 
 
+def test_conv2d_backward_need_grad_bias_false_skips_only_the_bias():
+    rng = np.random.default_rng(3)
+    x, w = rand(rng, (2, 3, 9, 9), F32), rand(rng, (4, 3, 3, 3), F32)
+    gy = rand(rng, (2, 4, 7, 7), F32)
+    full = F.conv2d_backward(gy, x, w)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, need_grad_bias=False)
+    assert gb is None and full[2] is not None
+    np.testing.assert_array_equal(gx, full[0])
+    np.testing.assert_array_equal(gw, full[1])
+
+
 @given(cfg=conv_transpose_configs(), dtype=dtypes, seed=seeds, with_bias=st.booleans())
 def test_conv_transpose2d_matches_reference(cfg, dtype, seed, with_bias):
     rng = np.random.default_rng(seed)

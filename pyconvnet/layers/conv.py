@@ -109,7 +109,7 @@ class Conv2d(ParamLayer):
     def backward(self, grad_y):
         x = self._saved()
         gx, gw, gb = F.conv2d_backward(grad_y, x, self._params["weight"], **self._geom(),
-                                       need_grad_x=self.need_input_grad)
+                                       need_grad_x=self.need_input_grad, need_grad_bias=bool(self.bias))
         self._set_grad("weight", gw)
         if self.bias:
             self._set_grad("bias", gb)

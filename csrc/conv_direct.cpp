@@ -1,0 +1,295 @@
+// Direct stride-1 convolution, float32, AVX-512.
+//
+//   out[o, r, s] = sum_k wk[o, k] * z[koff[k] + r*Wz + s]      k = (c, i, j)
+//
+// z is one sample's input copied into a zero-padded (Cin, Hz, Wz) buffer, so
+// every tap of every output pixel is in range and the inner loop has no bounds
+// tests. The forward pass is this with z = padded x. The data gradient of a
+// stride-1 conv is the same thing with z = padded grad_output and the kernel
+// flipped and transposed, so one micro-kernel serves both.
+//
+// The micro-kernel keeps an MR x NV tile of accumulators in registers: MR output
+// channels by NV vectors of 16 consecutive pixels of an output row (masked at the
+// row's end). Per k it loads NV input vectors, broadcasts MR weights and issues
+// MR*NV FMAs; with 24-28 accumulators that is FMA-bound. im2col + GEMM instead
+// writes and re-reads a K x L column matrix per sample and pays BLAS's packing
+// on GEMMs too small to amortise it.
+#include "conv_direct.h"
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define PCN_DIRECT 1
+#include <immintrin.h>
+// GCC 12's AVX-512 headers build results from _mm512_undefined_ps(), which
+// -Wmaybe-uninitialized reports from every caller (a known false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace pcn {
+
+namespace {
+std::atomic<bool> g_enabled{true};
+std::atomic<long long> g_calls{0};  // direct-path convolutions run, so tests can see the path was taken
+}
+long long direct_conv_calls() { return g_calls; }
+
+bool direct_conv_supported() {
+#ifdef PCN_DIRECT
+    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    return ok;
+#else
+    return false;
+#endif
+}
+void set_direct_conv(bool on) { g_enabled = on; }
+bool direct_conv_enabled() { return g_enabled; }
+
+#ifdef PCN_DIRECT
+namespace {
+
+// Only these functions are compiled for AVX-512 (target attribute, not a
+// file-wide -mavx512f) so nothing else in the library can pick up AVX-512 code
+// and fault on older CPUs; they run only after direct_conv_supported().
+#define PCN_AVX512 __attribute__((target("avx512f,fma")))
+
+struct Slot {         // 16 consecutive output pixels of one row (fewer at its end)
+    index_t in, out;  // first pixel's offset in z (at tap 0) and in the output plane
+    __mmask16 mask;
+};
+
+template <int MR, int NV>
+PCN_AVX512 void tile(const float* z, const Slot* sl, const float* wpk, const index_t* koff, index_t K, float* out,
+                     index_t plane, int mr, const float* bias) {
+    __m512 acc[MR][NV];
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+    const float* zv[NV];
+    __mmask16 mk[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        zv[v] = z + sl[v].in;
+        mk[v] = sl[v].mask;
+    }
+    // One flat k loop over an offset table: with nested (c, i, j) loops GCC
+    // kept the accumulators in memory (2x slower).
+    for (index_t k = 0; k < K; ++k) {
+        const index_t o = koff[k];
+        __m512 xv[NV];
+        // Unmasked loads (masked ones cost ~15% here): lanes past a row's end read
+        // the next row or z's 16-float tail and are never stored.
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) xv[v] = _mm512_loadu_ps(zv[v] + o);
+#pragma GCC unroll 16
+        for (int m = 0; m < MR; ++m) {
+            const __m512 wb = _mm512_set1_ps(wpk[k * MR + m]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(wb, xv[v], acc[m][v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+        if (m >= mr) break;
+        if (bias) {
+            const __m512 b = _mm512_set1_ps(bias[m]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_add_ps(acc[m][v], b);
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(out + m * plane + sl[v].out, mk[v], acc[m][v]);
+    }
+}
+
+// Two tile shapes: 14 x 2 vectors is the fastest (~10% over 8 x 3 on large
+// convs) but wastes rows when O is not a multiple of 14.
+struct Block {
+    index_t o0, woff;
+    int mr, kind;  // kind 0: MR = 14, kind 1: MR = 8
+};
+constexpr int kMR[2] = {14, 8};
+
+struct Kernel {  // what every sample of one call shares
+    index_t Cin = 0, O = 0, K = 0, Hz = 0, Wz = 0, OR = 0, OS = 0;
+    std::vector<index_t> koff;
+    std::vector<Slot> slots;
+    std::vector<Block> blocks;
+    std::vector<float> wpk;  // per block: (K, MR), rows past mr zero
+
+    Kernel(index_t cin, index_t o, index_t kh, index_t kw, index_t dh, index_t dw, index_t orows, index_t ocols)
+        : Cin(cin), O(o), K(cin * kh * kw), Hz(orows + (kh - 1) * dh), Wz(ocols + (kw - 1) * dw), OR(orows), OS(ocols) {
+        koff.reserve(std::size_t(K));
+        for (index_t c = 0; c < Cin; ++c)
+            for (index_t i = 0; i < kh; ++i)
+                for (index_t j = 0; j < kw; ++j) koff.push_back(c * Hz * Wz + i * dh * Wz + j * dw);
+        for (index_t r = 0; r < OR; ++r)
+            for (index_t s = 0; s < OS; s += 16) {
+                const index_t n = std::min<index_t>(16, OS - s);
+                slots.push_back({r * Wz + s, r * OS + s, __mmask16((1u << n) - 1u)});
+            }
+        // Rates measured per tile shape (GFLOP/s on full tiles, 1 thread): 14x2 ~186, 8x3 ~165.
+        const index_t n14 = O / 14, rem = O % 14;
+        const double c8 = double((O + 7) / 8 * 8) / 165.0;
+        const double c14 = double(n14 * 14) / 186.0 + (rem == 0 ? 0.0 : rem <= 8 ? 8 / 165.0 : 14 / 186.0);
+        const bool use14 = c14 < c8;
+        index_t woff = 0;
+        for (index_t o0 = 0; o0 < O;) {
+            const int kind = (use14 && O - o0 > 8) ? 0 : 1;
+            const int mr = int(std::min<index_t>(kMR[kind], O - o0));
+            blocks.push_back({o0, woff, mr, kind});
+            woff += K * kMR[kind];
+            o0 += mr;
+        }
+        wpk.assign(std::size_t(woff), 0.0f);
+    }
+    index_t zsize() const { return Cin * Hz * Wz + 16; }  // + a tail for the last row's full-width loads
+    index_t plane() const { return OR * OS; }
+
+    template <typename F>  // wk(o, k): the weight of input tap k for output channel o
+    void pack(F&& wk) {
+        for (const Block& b : blocks) {
+            const int MR = kMR[b.kind];
+            float* d = wpk.data() + b.woff;
+            for (index_t k = 0; k < K; ++k)
+                for (int m = 0; m < b.mr; ++m) d[k * MR + m] = wk(b.o0 + m, k);
+        }
+    }
+
+    // Blocks [b0, b1) over slots [s0, s1) of one sample.
+    void compute(const float* z, float* out, const float* bias, std::size_t b0, std::size_t b1, index_t s0,
+                 index_t s1) const {
+        const index_t P = plane();
+        for (std::size_t bi = b0; bi < b1; ++bi) {
+            const Block& b = blocks[bi];
+            const float* w = wpk.data() + b.woff;
+            float* o = out + b.o0 * P;
+            const float* bb = bias ? bias + b.o0 : nullptr;
+            const Slot* sl = slots.data();
+            index_t t = s0;
+            if (b.kind == 0) {
+                for (; t + 2 <= s1; t += 2) tile<14, 2>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+                if (t < s1) tile<14, 1>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+            } else {
+                for (; t + 3 <= s1; t += 3) tile<8, 3>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+                if (s1 - t == 2) tile<8, 2>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+                if (s1 - t == 1) tile<8, 1>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+            }
+        }
+    }
+
+    // z = src (Cin planes of Hs x Ws) placed with its top-left corner at
+    // (top, left), clipped to z, zeros elsewhere. Clipping is exact: rows or
+    // columns that fall outside z reach no output.
+    void fill(const float* src, index_t Hs, index_t Ws, index_t top, index_t left, float* z) const {
+        std::memset(z, 0, sizeof(float) * std::size_t(zsize()));
+        const index_t w0 = std::max<index_t>(0, -left), w1 = std::min<index_t>(Ws, Wz - left);
+        if (w1 <= w0) return;
+        for (index_t c = 0; c < Cin; ++c)
+            for (index_t h = std::max<index_t>(0, -top); h < Hs && h + top < Hz; ++h)
+                std::memcpy(z + (c * Hz + h + top) * Wz + left + w0, src + (c * Hs + h) * Ws + w0,
+                            sizeof(float) * std::size_t(w1 - w0));
+    }
+
+    // All N samples: sample n reads src + n*src_ns and writes out + n*out_ns.
+    void run(const float* src, index_t src_ns, index_t Hs, index_t Ws, index_t top, index_t left, float* out,
+             index_t out_ns, const float* bias, index_t N) const {
+        const int nt = max_threads();
+        const index_t ns = index_t(slots.size());
+        const std::size_t nb = blocks.size();
+        // as conv.cpp: below ~0.25 M multiply-adds threads cost more than they save
+        if (nt < 2 || in_parallel() || double(N) * O * plane() * K < 262144.0) {
+            float* z = scratch<float>(0, std::size_t(zsize()));
+            for (index_t n = 0; n < N; ++n) {
+                fill(src + n * src_ns, Hs, Ws, top, left, z);
+                compute(z, out + n * out_ns, bias, 0, nb, 0, ns);
+            }
+            return;
+        }
+        if (N % nt == 0 || N >= 4 * nt) {  // whole samples per thread
+            // dynamic: on a shared machine a preempted thread then delays one sample, not half the batch
+#pragma omp parallel for schedule(dynamic, 1)
+            for (index_t n = 0; n < N; ++n) {
+                float* z = scratch<float>(0, std::size_t(zsize()));
+                fill(src + n * src_ns, Hs, Ws, top, left, z);
+                compute(z, out + n * out_ns, bias, 0, nb, 0, ns);
+            }
+            return;
+        }
+        // Few samples: split each one's channel blocks and rows over the threads.
+        const index_t nch = std::max<index_t>(1, std::min<index_t>((2 * nt + index_t(nb) - 1) / index_t(nb), ns / 6));
+        const index_t cs = ((ns + nch - 1) / nch + 5) / 6 * 6;  // a multiple of both tile widths
+        const index_t items = index_t(nb) * nch;
+        float* z = scratch<float>(0, std::size_t(zsize()));
+        for (index_t n = 0; n < N; ++n) {
+            fill(src + n * src_ns, Hs, Ws, top, left, z);
+#pragma omp parallel for schedule(dynamic, 1)
+            for (index_t it = 0; it < items; ++it) {
+                const std::size_t b = std::size_t(it / nch);
+                const index_t s0 = (it % nch) * cs, s1 = std::min(ns, s0 + cs);
+                if (s0 < s1) compute(z, out + n * out_ns, bias, b, b + 1, s0, s1);
+            }
+        }
+    }
+};
+
+// The direct path applies to stride 1 and pays off when rows fill most of a
+// 16-lane vector; 1x1 stride-1 convs need no im2col anyway (plain GEMM).
+// out_ch: output channels per group; fewer than 4 would leave most of an 8-row
+// tile idle (the data gradient of a 1- or 3-channel input layer).
+// zsize: the padded copy of one sample (and group), kept modest per thread.
+bool usable(const Geom& g, index_t out_ch, index_t out_cols, double zsize) {
+    if (!g_enabled || !direct_conv_supported() || out_ch < 4) return false;
+    if (g.sh != 1 || g.sw != 1 || g.is_identity()) return false;
+    if (out_cols <= 0 || 2 * out_cols < 16 * ((out_cols + 15) / 16)) return false;
+    return zsize < double(1 << 26);
+}
+
+}  // namespace
+
+bool conv2d_forward_direct(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a) {
+    const Geom& g = a.g;
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw;
+    if (g.OH <= 0 || !usable(g, Og, g.OW, double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw)))
+        return false;
+    Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW);
+    ++g_calls;
+    for (index_t grp = 0; grp < a.groups; ++grp) {
+        const float* wg = w + grp * Og * K;
+        kp.pack([&](index_t o, index_t k) { return wg[o * K + k]; });
+        kp.run(x + grp * Cg * g.H * g.W, g.C * g.H * g.W, g.H, g.W, g.pt, g.pl, y + grp * Og * g.OH * g.OW,
+               a.O * g.OH * g.OW, bias ? bias + grp * Og : nullptr, a.N);
+    }
+    return true;
+}
+
+bool conv2d_backward_data_direct(const float* gy, const float* w, float* gx, const ConvArgs& a) {
+    const Geom& g = a.g;
+    // gx[c, h, w] = sum_{o,i,j} W[o, c, i, j] gy[o, h + pt - i*dh, w + pl - j*dw]; with i' = kh-1-i and
+    // gy placed at row (kh-1)*dh - pt of z this is the direct form with a flipped, transposed kernel.
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, kk = g.kh * g.kw, K = Cg * kk;
+    if (g.H <= 0 || !usable(g, Cg, g.W, double(Og) * (g.H + (g.kh - 1) * g.dh) * (g.W + (g.kw - 1) * g.dw))) return false;
+    Kernel kp(Og, Cg, g.kh, g.kw, g.dh, g.dw, g.H, g.W);
+    ++g_calls;
+    for (index_t grp = 0; grp < a.groups; ++grp) {
+        const float* wg = w + grp * Og * K;
+        kp.pack([&](index_t c, index_t k) {
+            const index_t o = k / kk, t = k % kk, i = t / g.kw, j = t % g.kw;
+            return wg[(o * Cg + c) * kk + (g.kh - 1 - i) * g.kw + (g.kw - 1 - j)];
+        });
+        kp.run(gy + grp * Og * g.OH * g.OW, a.O * g.OH * g.OW, g.OH, g.OW, (g.kh - 1) * g.dh - g.pt,
+               (g.kw - 1) * g.dw - g.pl, gx + grp * Cg * g.H * g.W, g.C * g.H * g.W, nullptr, a.N);
+    }
+    return true;
+}
+
+#else  // no x86-64 GCC/Clang: always fall back
+
+bool conv2d_forward_direct(const float*, const float*, const float*, float*, const ConvArgs&) { return false; }
+bool conv2d_backward_data_direct(const float*, const float*, float*, const ConvArgs&) { return false; }
+
+#endif
+
+}  // namespace pcn

@@ -206,6 +206,8 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
 
         pyconvnet.set_num_threads(threads)
         net = ours_net(model)
+        # as fit() does (and torch, whose input tensor needs no grad): nothing consumes d(loss)/d(images)
+        net.need_input_grad = False
         opt = ours_optimizer(row, net)
         loss = losses.SoftmaxCrossEntropy()
         if hasattr(net, "set_rng"):

@@ -2,6 +2,7 @@
 // Work is split into contiguous chunks, each a plain restrict loop the compiler
 // vectorises (a combined "parallel for simd" with an if clause was left scalar).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -43,6 +44,66 @@ void relu_backward(const T* __restrict gy, const T* __restrict y, T* __restrict 
     });
 }
 
+namespace {
+// exp(x) for x in [-87.3, 0] (Cephes expf): x = n ln2 + r, |r| <= ln2/2,
+// exp(r) by its degree-6 minimax polynomial, 2^n built in the exponent bits.
+// Plain float arithmetic, so the loop around it vectorises.
+inline float exp_nonpos(float x) {
+    const float fx = x * 1.44269504088896341f + 0.5f;  // n = floor(fx): x/ln2 rounded to nearest
+    std::int32_t n = static_cast<std::int32_t>(fx);     // truncates toward 0 ...
+    n -= static_cast<std::int32_t>(static_cast<float>(n) > fx);  // ... so step down to the floor
+    const float nf = static_cast<float>(n);
+    float r = x - nf * 0.693359375f;
+    r += nf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const std::int32_t bits = (n + 127) << 23;
+    return p * __builtin_bit_cast(float, bits);
+}
+
+// Branch-free (every value computed, then selected) so the loop vectorises.
+inline float sigmoid_one(float x) {
+    const float a = std::fabs(x);
+    const float m = -(a < 87.3f ? a : 87.3f);  // NaN compares false: m = -87.3, no UB in exp_nonpos
+    const float ex = exp_nonpos(m);
+    const float e = a > 87.3f ? 0.0f : ex;
+    const float inv = 1.0f / (1.0f + e);
+    const float neg = e * inv;  // sigmoid(-|x|) = e / (1 + e) keeps small values exact
+    const float y = x >= 0.0f ? inv : neg;
+    return x != x ? x : y;
+}
+inline double sigmoid_one(double x) {
+    const double e = std::exp(-std::fabs(x));
+    const double inv = 1.0 / (1.0 + e);
+    return x >= 0.0 ? inv : (x != x ? x : e * inv);
+}
+}  // namespace
+
+template <typename T>
+void sigmoid_forward(const T* __restrict x, T* __restrict y, index_t n) {
+    chunked(n, [=](index_t s, index_t e) {
+#pragma omp simd
+        for (index_t i = s; i < e; ++i) y[i] = sigmoid_one(x[i]);
+    });
+}
+
+template <typename T>
+void sigmoid_backward(const T* __restrict gy, const T* __restrict y, T* __restrict gx, index_t n) {
+    chunked(n, [=](index_t s, index_t e) {
+#pragma omp simd
+        for (index_t i = s; i < e; ++i) gx[i] = gy[i] * (y[i] * (T(1) - y[i]));
+    });
+}
+
+template void sigmoid_forward<float>(const float*, float*, index_t);
+template void sigmoid_forward<double>(const double*, double*, index_t);
+template void sigmoid_backward<float>(const float*, const float*, float*, index_t);
+template void sigmoid_backward<double>(const double*, const double*, double*, index_t);
 template void relu_forward<float>(const float*, float*, index_t);
 template void relu_forward<double>(const double*, double*, index_t);
 template void relu_backward<float>(const float*, const float*, float*, index_t);

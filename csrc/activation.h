@@ -11,4 +11,13 @@ void relu_forward(const T* x, T* y, index_t n);
 template <typename T>
 void relu_backward(const T* gy, const T* y, T* gx, index_t n);
 
+// y = 1 / (1 + exp(-x)), without overflow for any x; NaN propagates.
+// float: a vectorisable Cody-Waite + degree-6 polynomial exp (~2 ulp); y is
+// flushed to 0 below x = -87.3 (the true value is under 1.2e-38).
+template <typename T>
+void sigmoid_forward(const T* x, T* y, index_t n);
+// gx = gy * y * (1 - y)   (y: the forward output)
+template <typename T>
+void sigmoid_backward(const T* gy, const T* y, T* gx, index_t n);
+
 }  // namespace pcn

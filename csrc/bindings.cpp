@@ -20,6 +20,7 @@
 #include "conv_direct.h"
 #include "linear.h"
 #include "pool.h"
+#include "update.h"
 #include "cblas.h"
 
 namespace py = pybind11;
@@ -488,32 +489,69 @@ py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x) {
 }
 
 // ---------------------------------------------------------------- activations
-template <typename T>
-arr<T> relu_forward(arr<T> x) {
+// y = f(x) elementwise, any shape
+template <typename T, void (*F)(const T*, T*, index_t)>
+arr<T> unary(arr<T> x) {
     arr<T> y(shape_of(x));
     const T* xp = x.data();
     T* yp = y.mutable_data();
     const index_t n = x.size();
     {
         py::gil_scoped_release nogil;
-        pcn::relu_forward(xp, yp, n);
+        F(xp, yp, n);
     }
     return y;
 }
 
-template <typename T>
-arr<T> relu_backward(arr<T> gy, arr<T> y) {
+// gx = f'(gy, y) elementwise from the forward OUTPUT y
+template <typename T, void (*F)(const T*, const T*, T*, index_t)>
+arr<T> unary_backward(arr<T> gy, arr<T> y) {
     if (gy.ndim() != y.ndim() || !std::equal(y.shape(), y.shape() + y.ndim(), gy.shape()))
-        fail("grad_output: expected the shape of the ReLU output " + shape_str(y) + ", got " + shape_str(gy));
+        fail("grad_output: expected the shape of the forward output y " + shape_str(y) + ", got " + shape_str(gy));
     arr<T> gx(shape_of(y));
     const T *gp = gy.data(), *yp = y.data();
     T* xp = gx.mutable_data();
     const index_t n = y.size();
     {
         py::gil_scoped_release nogil;
-        pcn::relu_backward(gp, yp, xp, n);
+        F(gp, yp, xp, n);
     }
     return gx;
+}
+
+// ---------------------------------------------------------------- optimizer steps
+// In place: p and v must already be C-contiguous, writeable arrays of T
+// (noconvert below, so a converted copy can never swallow the update).
+template <typename T>
+using mut = py::array_t<T, py::array::c_style>;
+
+template <typename T>
+void check_inplace(mut<T>& a, const char* name, const arr<T>& like) {
+    if (!a.writeable()) fail(std::string(name) + ": expected a writeable array");
+    if (a.size() != like.size())
+        fail(std::string(name) + ": expected " + std::to_string(like.size()) + " values (the gradient's), got " +
+             shape_str(a));
+}
+
+template <typename T>
+void sgd_step(mut<T> p, arr<T> g, double lr, double wd) {
+    check_inplace(p, "param", g);
+    T* pp = p.mutable_data();
+    const T* gp = g.data();
+    const index_t n = g.size();
+    py::gil_scoped_release nogil;
+    pcn::sgd_step<T>(pp, gp, T(lr), T(wd), n);
+}
+
+template <typename T>
+void momentum_step(mut<T> p, arr<T> g, mut<T> v, double lr, double momentum, double wd) {
+    check_inplace(p, "param", g);
+    check_inplace(v, "velocity", g);
+    T *pp = p.mutable_data(), *vp = v.mutable_data();
+    const T* gp = g.data();
+    const index_t n = g.size();
+    py::gil_scoped_release nogil;
+    pcn::momentum_step<T>(pp, gp, vp, T(lr), T(momentum), T(wd), n);
 }
 
 template <typename T>
@@ -538,8 +576,13 @@ void register_kernels(py::module_& m) {
     m.def("batch_norm_train", &batch_norm_train<T>, "x"_a, "weight"_a, "bias"_a, "eps"_a);
     m.def("batch_norm_eval", &batch_norm_eval<T>, "x"_a, "mean"_a, "var"_a, "weight"_a, "bias"_a, "eps"_a);
     m.def("batch_norm_backward", &batch_norm_backward<T>, "grad_output"_a, "x"_a, "weight"_a, "mean"_a, "invstd"_a);
-    m.def("relu_forward", &relu_forward<T>, "x"_a);
-    m.def("relu_backward", &relu_backward<T>, "grad_output"_a, "y"_a);
+    m.def("relu_forward", &unary<T, pcn::relu_forward<T>>, "x"_a);
+    m.def("relu_backward", &unary_backward<T, pcn::relu_backward<T>>, "grad_output"_a, "y"_a);
+    m.def("sgd_step", &sgd_step<T>, "param"_a.noconvert(), "grad"_a, "lr"_a, "weight_decay"_a);
+    m.def("momentum_step", &momentum_step<T>, "param"_a.noconvert(), "grad"_a, "velocity"_a.noconvert(), "lr"_a,
+          "momentum"_a, "weight_decay"_a);
+    m.def("sigmoid_forward", &unary<T, pcn::sigmoid_forward<T>>, "x"_a);
+    m.def("sigmoid_backward", &unary_backward<T, pcn::sigmoid_backward<T>>, "grad_output"_a, "y"_a);
     m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);
     m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true);
 }

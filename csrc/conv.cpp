@@ -95,6 +95,15 @@ void scatter_block(const T* blk, index_t O, const Plan& p, index_t n0, index_t c
 
 template <typename T>
 void add_channel_bias(T* y, const T* b, index_t N, index_t C, index_t L) {
+    if (L == 1) {  // (N, C) rows (linear layers): a vector add per row, no index division per element
+#pragma omp parallel for schedule(static) if (N * C > 262144)
+        for (index_t n = 0; n < N; ++n) {
+            T* q = y + n * C;
+#pragma omp simd
+            for (index_t c = 0; c < C; ++c) q[c] += b[c];
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (N * C * L > 32768)
     for (index_t nc = 0; nc < N * C; ++nc) {
         const T bv = b[nc % C];
@@ -106,6 +115,20 @@ void add_channel_bias(T* y, const T* b, index_t N, index_t C, index_t L) {
 
 template <typename T>
 void channel_sum(const T* g, T* gb, index_t N, index_t C, index_t L) {
+    if (L == 1 && C <= 65536) {  // (N, C) rows: sum down the columns, one vectorised row at a time
+        double acc[256];
+        for (index_t c0 = 0; c0 < C; c0 += 256) {  // double, as below: a float running sum drifts
+            const index_t cn = std::min<index_t>(256, C - c0);
+            std::fill(acc, acc + cn, 0.0);
+            for (index_t n = 0; n < N; ++n) {
+                const T* q = g + n * C + c0;
+#pragma omp simd
+                for (index_t c = 0; c < cn; ++c) acc[c] += q[c];
+            }
+            for (index_t c = 0; c < cn; ++c) gb[c0 + c] = T(acc[c]);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (N * C * L > 32768)
     for (index_t c = 0; c < C; ++c) {
         double s = 0;  // double: a float running sum over N*L terms drifts

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include "pool.h"
 
 namespace pcn {
@@ -21,29 +22,41 @@ void max_pool2d_forward(const T* x, T* y, std::int64_t* argmax, const PoolArgs& 
         if (interior && p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.dh == 1 && p.dw == 1) {
             // The common 2x2/2 window, written out so the compiler vectorises it
             // (same scan order and tie/NaN rule as the general loops).
+            // Two passes per row chunk: values and a 32-bit window code (same lane
+            // width as float, so the select loop vectorises; with the int64 index
+            // in the same loop GCC left it scalar, 4x slower), then the indices.
             const index_t W = p.W, OW = p.OW;
+            using Code = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+            const Code cW = Code(W);
+            Code code[256];
             for (index_t oh = 0; oh < p.OH; ++oh) {
                 const T* __restrict r0 = in + 2 * oh * W;
                 const T* __restrict r1 = r0 + W;
                 T* __restrict o = out + oh * OW;
                 std::int64_t* __restrict id = idx + oh * OW;
                 const std::int64_t base = 2 * oh * W;
+                for (index_t c0 = 0; c0 < OW; c0 += 256) {
+                    const index_t n = std::min<index_t>(256, OW - c0);
 #pragma omp simd
-                for (index_t ow = 0; ow < OW; ++ow) {
-                    const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-                    T m = a;
-                    std::int64_t k = 0;
-                    bool t = (b > m) | (b != b);
-                    m = t ? b : m;
-                    k = t ? 1 : k;
-                    t = (c > m) | (c != c);
-                    m = t ? c : m;
-                    k = t ? W : k;
-                    t = (d > m) | (d != d);
-                    m = t ? d : m;
-                    k = t ? W + 1 : k;
-                    o[ow] = m;
-                    id[ow] = base + 2 * ow + k;
+                    for (index_t j = 0; j < n; ++j) {
+                        const index_t ow = c0 + j;
+                        const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                        T m = a;
+                        Code k = 0;
+                        bool t = (b > m) | (b != b);
+                        m = t ? b : m;
+                        k = t ? Code(1) : k;
+                        t = (c > m) | (c != c);
+                        m = t ? c : m;
+                        k = t ? cW : k;
+                        t = (d > m) | (d != d);
+                        m = t ? d : m;
+                        k = t ? cW + 1 : k;
+                        o[ow] = m;
+                        code[j] = k;
+                    }
+#pragma omp simd
+                    for (index_t j = 0; j < n; ++j) id[c0 + j] = base + 2 * (c0 + j) + code[j];
                 }
             }
             continue;

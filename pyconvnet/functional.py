@@ -17,6 +17,7 @@ __all__ = [
     "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
     "unfold", "fold", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "batch_norm", "batch_norm_backward", "linear", "linear_backward", "relu", "relu_backward",
+    "sigmoid", "sigmoid_backward",
     "conv2d_output_size", "pool2d_output_size",
 ]
 
@@ -441,6 +442,21 @@ def relu_backward(grad_out, y):
     if grad_out.shape != y.shape:
         raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
     return _core.relu_backward(grad_out, y)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) (seed 002 eq. 2), elementwise, any shape; never overflows, NaN propagates.
+    float32 flushes results below 1.2e-38 (x < -87.3) to 0."""
+    return _core.sigmoid_forward(float_array(x, "x"))
+
+
+def sigmoid_backward(grad_out, y):
+    """Gradient of sigmoid given its OUTPUT y: grad_out * y * (1 - y) (seed 002 eq. 19)."""
+    y = float_array(y, "y")
+    grad_out = float_array(grad_out, "grad_out", y.dtype)
+    if grad_out.shape != y.shape:
+        raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
+    return _core.sigmoid_backward(grad_out, y)
 
 
 # seed 003: relaxed receptive-field convolution (pyconvnet/relaxed.py)

@@ -38,6 +38,14 @@ import operator
 
 import numpy as np
 
+from . import _core
+
+
+def _fusable(p, g):
+    """Arrays the fused C++ steps update in place: same float dtype, C-contiguous, p writeable."""
+    return (p.dtype == g.dtype and p.dtype in (np.float32, np.float64) and p.flags.c_contiguous
+            and g.flags.c_contiguous and p.flags.writeable and p.shape == g.shape)
+
 __all__ = [
     "Optimizer", "SGD", "MomentumSGD", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "optimizer_from_config",
     "Scheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealing", "LambdaLR", "OPTIMIZERS",
@@ -201,6 +209,10 @@ class Optimizer:
         self._scratch = {}
 
     # -- subclasses
+    # _fused(name, p, g, wd): the whole update (weight decay included) in one C++
+    # pass, same arithmetic as _update; None: _update only.
+    _fused = None
+
     def _init_slot(self, slot, p):
         return np.zeros_like(p)
 
@@ -225,6 +237,9 @@ class Optimizer:
         self.step_count += 1
         wd = self.weight_decay
         for name, p, g in self._entries:
+            if self._fused is not None and _fusable(p, g):
+                self._fused(name, p, g, wd)
+                continue
             tmp = self._tmp(p)
             if wd:
                 gd = tmp.pop()
@@ -313,6 +328,9 @@ class SGD(Optimizer):
         np.multiply(g, self.lr, out=t)
         p -= t
 
+    def _fused(self, name, p, g, wd):
+        _core.sgd_step(p, g, self.lr, wd)
+
 
 class MomentumSGD(Optimizer):
     """SGD with momentum, seed 002 eqs. 40-41:
@@ -335,6 +353,12 @@ class MomentumSGD(Optimizer):
         np.multiply(g, self.lr, out=t)
         v -= t
         p += v
+
+    def _fused(self, name, p, g, wd):
+        v = self.state["velocity"][name]
+        if not _fusable(v, g):
+            raise ValueError(f"state['velocity'][{name!r}]: expected a contiguous {p.dtype} array like the parameter")
+        _core.momentum_step(p, g, v, self.lr, self.momentum, wd)
 
 
 class AdaGrad(Optimizer):

@@ -469,3 +469,58 @@ def test_empty_batch(dtype):
 
     ye = F.batch_norm(x, np.zeros(4, dtype), np.ones(4, dtype), training=False)
     assert ye.shape == x.shape and ye.dtype == dtype
+
+
+# ----------------------------------------------------------------------------- sigmoid
+def _sigmoid64(x):
+    x = np.asarray(x, F64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@given(seed=seeds, scale=st.sampled_from([0.1, 3.0, 30.0, 80.0]), n=st.integers(0, 300))
+def test_sigmoid_matches_float64_formula(seed, scale, n):
+    """float32 uses its own polynomial exp: within 4 float32 ulps (relative) of the exact value,
+    except that values below 1.2e-38 (x < -87.3) are flushed to 0, as documented."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * scale).astype(F32)
+    y = F.sigmoid(x)
+    want = _sigmoid64(x)
+    assert y.dtype == F32 and y.shape == x.shape
+    np.testing.assert_allclose(y, want, rtol=4 * 2.0**-23, atol=1.2e-38)
+    y64 = F.sigmoid(x.astype(F64))
+    np.testing.assert_allclose(y64, want, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_sigmoid_extremes(dtype):
+    x = np.array([-np.inf, -1e30, -200, -87, -20, -1e-30, -0.0, 0.0, 1e-30, 20, 200, 1e30, np.inf, np.nan], dtype)
+    y = F.sigmoid(x)
+    assert y.dtype == dtype
+    assert np.isnan(y[-1]) and np.all(np.isfinite(y[:-1]))
+    want = _sigmoid64(x[:-1])
+    np.testing.assert_allclose(y[:-1], want, rtol=1e-6 if dtype == F32 else 1e-15, atol=1.2e-38)
+    assert y[0] == 0 and y[12] == 1 and y[6] == 0.5 and y[7] == 0.5
+
+
+@given(seed=seeds, dtype=dtypes)
+def test_sigmoid_backward_formula(seed, dtype):
+    rng = np.random.default_rng(seed)
+    x, g = rand(rng, (3, 5), dtype), rand(rng, (3, 5), dtype)
+    y = F.sigmoid(x)
+    gx = F.sigmoid_backward(g, y)
+    assert_close(gx, g.astype(F64) * y.astype(F64) * (1 - y.astype(F64)), dtype, "grad_x")
+    with pytest.raises(ValueError, match="grad_out: expected the shape"):
+        F.sigmoid_backward(g[:2], y)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_linear_bias_paths_wide_layers(dtype):
+    """Bias add and bias gradient of (N, C) rows, with C across the 256-column blocks of the kernel."""
+    rng = np.random.default_rng(0)
+    x, w, b = rand(rng, (7, 5), dtype), rand(rng, (600, 5), dtype), rand(rng, (600,), dtype)
+    y = F.linear(x, w, b)
+    assert_close(y, x.astype(F64) @ w.astype(F64).T + b, dtype, "y")
+    g = rand(rng, y.shape, dtype)
+    _, _, gb = F.linear_backward(g, x, w)
+    assert_close(gb, g.astype(F64).sum(0), dtype, "grad_b")

@@ -617,3 +617,29 @@ def test_init_fans_and_constants():
         init.kaiming_normal((3, 3), 0, mode="fan_avg")
     with pytest.raises(ValueError, match="^seed"):
         init.as_rng(-1)
+
+
+def test_sequential_need_input_grad_skips_leading_layers():
+    """need_input_grad=False reaches the first layer with parameters (past Flatten);
+    backward then returns None and the parameter gradients are unchanged."""
+    from pyconvnet import models
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((4, 10)).astype(np.float32)
+    net = models.mlp3(hidden=16)
+    net.forward(x, training=True)
+    gx = net.backward(g)
+    grads = {k: v.copy() for k, v in net.grads.items()}
+    assert gx.shape == x.shape
+    net.need_input_grad = False
+    assert net[0].need_input_grad is False and net[1].need_input_grad is False
+    assert net[2].need_input_grad is True  # after the first parameter layer: untouched
+    net.forward(x, training=True)
+    assert net.backward(g) is None
+    for k, v in net.grads.items():
+        np.testing.assert_array_equal(v, grads[k], err_msg=k)
+    net.need_input_grad = True
+    assert net[0].need_input_grad is True and net[1].need_input_grad is True
+    net.forward(x, training=True)
+    assert net.backward(g).shape == x.shape

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pyconvnet import layers as L
+from pyconvnet import optim
 from pyconvnet.losses import SoftmaxCrossEntropy
 from pyconvnet.optim import (SGD, AdaDelta, AdaGrad, Adam, CosineAnnealing, ExponentialLR, LambdaLR, MomentumSGD,
                              MultiStepLR, RMSProp, StepLR, optimizer_from_config)
@@ -287,3 +288,37 @@ def test_bad_arguments(i):
     call, exc, pattern = BAD[i]
     with pytest.raises(exc, match=pattern):
         call([("w", np.zeros(2), np.zeros(2))])
+
+
+@pytest.mark.parametrize("cls", ["SGD", "MomentumSGD"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_fused_steps_match_numpy_updates_bit_for_bit(cls, dtype, wd):
+    """SGD and MomentumSGD update contiguous parameters in one C++ pass; the NumPy
+    _update path (used for anything else) must give the very same bits."""
+    base = getattr(optim, cls)
+    slow_cls = type("Slow" + cls, (base,), {"_fused": None})
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal((3, 7)).astype(dtype)
+    grads = [rng.standard_normal((3, 7)).astype(dtype) for _ in range(4)]
+    results = []
+    for c in (base, slow_cls):
+        p, g = p0.copy(), np.zeros_like(p0)
+        opt = c([("w", p, g)], lr=0.05, weight_decay=wd)
+        for gi in grads:
+            g[...] = gi
+            opt.step()
+        results.append(p)
+    assert not np.array_equal(results[0], p0)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_fused_step_skips_arrays_it_cannot_update_in_place():
+    """A non-contiguous parameter view still gets the (NumPy) update."""
+    big = np.ones((4, 6), np.float32)
+    p = big[:, ::2]
+    g = np.ones_like(p)
+    opt = optim.SGD([("w", p, g)], lr=0.5)
+    opt.step()
+    np.testing.assert_array_equal(big[:, ::2], 0.5)
+    np.testing.assert_array_equal(big[:, 1::2], 1.0)

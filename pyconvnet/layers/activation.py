@@ -67,28 +67,17 @@ class LeakyReLU(Layer):
 
 
 class Sigmoid(Layer):
-    """1 / (1 + exp(-x)) (seed 002 eq. 2), computed without overflow; derivative (1 - y) y (eq. 19)."""
+    """1 / (1 + exp(-x)) (seed 002 eq. 2), computed without overflow; derivative (1 - y) y (eq. 19).
+    One C++ pass each way (functional.sigmoid)."""
 
     def forward(self, x, training=False):
-        x = self._input(x)
-        e = np.abs(x)
-        np.negative(e, out=e)
-        np.exp(e, out=e)                 # e = exp(-|x|) in (0, 1]
-        y = np.add(e, 1)
-        np.reciprocal(y, out=y)          # y = sigmoid(|x|)
-        neg = x < 0
-        np.multiply(e, y, out=e)         # sigmoid(-|x|) = e / (1 + e), exact for very negative x
-        np.copyto(y, e, where=neg)
+        y = F.sigmoid(self._input(x))
         self._cache = y
         return y
 
     def backward(self, grad_y):
         y = self._saved()
-        g = _same_shape(grad_y, y.shape)
-        out = np.subtract(1, y)
-        out *= y
-        out *= g
-        return out
+        return F.sigmoid_backward(_same_shape(grad_y, y.shape), y)
 
 
 class Tanh(Layer):

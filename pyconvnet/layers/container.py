@@ -96,12 +96,20 @@ class Sequential(Layer):
 
     @need_input_grad.setter
     def need_input_grad(self, value):
-        if self._layers:
-            self._layers[0].need_input_grad = bool(value)
+        # Up to and including the first layer with parameters: with no input
+        # gradient wanted, the layers before it (Flatten, ...) have nothing to
+        # pass back, and it can skip its own input gradient (mlp3: a third of
+        # the first layer's backward).
+        for layer in self._layers:
+            layer.need_input_grad = bool(value)
+            if layer.params:
+                break
 
     def backward(self, grad_y):
         for layer in reversed(self._layers):
             grad_y = layer.backward(grad_y)
+            if grad_y is None:  # a layer with need_input_grad=False: nothing below needs it
+                return None
         return grad_y
 
     def config(self):

@@ -30,16 +30,14 @@ void relu_forward(const T* __restrict x, T* __restrict y, index_t n) {
 
 template <typename T>
 void relu_backward(const T* __restrict gy, const T* __restrict y, T* __restrict gx, index_t n) {
-    // Select through an integer mask: written as a float select, GCC emits a
-    // branch, which mispredicts half the time on real activations (10x slower).
-    using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+    // A float select with both operands loaded first: with -fno-trapping-math
+    // (CMakeLists) GCC vectorises it to a blend; otherwise it emits a branch that
+    // mispredicts on real data (10x slower). NaN y gives 0, as torch.
     chunked(n, [=](index_t s, index_t e) {
+#pragma omp simd
         for (index_t i = s; i < e; ++i) {
-            I yi, gi;
-            std::memcpy(&yi, y + i, sizeof(T));
-            std::memcpy(&gi, gy + i, sizeof(T));
-            gi &= -static_cast<I>(yi > 0);  // positive float <=> positive bit pattern
-            std::memcpy(gx + i, &gi, sizeof(T));
+            const T g = gy[i], v = y[i];  // both loaded unconditionally, or GCC keeps a branch
+            gx[i] = v > T(0) ? g : T(0);
         }
     });
 }

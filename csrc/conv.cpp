@@ -15,6 +15,7 @@ namespace pcn {
 namespace {
 // Columns per GEMM we aim for; past this, wider blocks buy little.
 constexpr index_t kTargetCols = 256;
+constexpr index_t kWeightGradCols = 1024;
 
 struct Plan {
     index_t Cg, Og, K, L, HW;
@@ -22,7 +23,7 @@ struct Plan {
     bool across;          // blocks in parallel (else parallel inside a block)
     bool serial;          // too little work for threads
     Geom gg;              // per-group geometry
-    explicit Plan(const ConvArgs& a) {
+    explicit Plan(const ConvArgs& a, index_t target_cols = kTargetCols) {
         Cg = a.g.C / a.groups;
         Og = a.O / a.groups;
         K = Cg * a.g.kh * a.g.kw;
@@ -31,7 +32,7 @@ struct Plan {
         gg = a.g;
         gg.C = Cg;
         const index_t N = std::max<index_t>(a.N, 1), nt = max_threads();
-        nb = std::min(N, std::max<index_t>(1, kTargetCols / std::max<index_t>(L, 1)));
+        nb = std::min(N, std::max<index_t>(1, target_cols / std::max<index_t>(L, 1)));
         nblocks = (N + nb - 1) / nb;
         if (nt > 1 && nblocks >= nt) {  // balance: a multiple of the thread count
             nblocks = (nblocks + nt - 1) / nt * nt;
@@ -212,7 +213,11 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
         gemm<T>(true, false, a.O, K, a.N, T(1), gy, a.O, x, K, T(0), gw, K, true);
         return;
     }
-    const Plan p(a);
+    if constexpr (std::is_same_v<T, float>)
+        if (conv2d_backward_weight_direct(gy, x, gw, a)) return;
+    // The weight gradient reduces over the columns: longer blocks give BLAS a
+    // longer inner dimension (LeNet's 10x10 maps: 10 samples, not 2, per GEMM).
+    const Plan p(a, kWeightGradCols);
     const index_t C = a.g.C, O = a.O, WK = O * p.K;  // gw is (O, K)
     auto accumulate = [&](index_t n0, index_t cnt, T* acc, bool par) {
         T* col = scratch<T>(0, std::size_t(p.K * p.L * cnt));

@@ -235,6 +235,101 @@ struct Kernel {  // what every sample of one call shares
     }
 };
 
+// ------------------------------------------------------------ weight gradient
+//   gwT[k, o] = sum_n sum_q z_n[koff[k] + pos(q)] * gy_n[o, q]
+// vectorised along output channels: grad_output is transposed per sample to
+// (q, O) rows (zero-padded to 16 channels), so one pixel's gradient for 16-64
+// channels is 1-4 vector loads, and the input taps are broadcast straight from
+// the padded image z: no column matrix, no BLAS packing (which cost as much as
+// the GEMM itself on these thin products). A tile keeps KT taps x OV vectors of
+// partial sums over a block of rows; they accumulate in a (K, Op) buffer.
+template <int OV, int KT>
+PCN_AVX512 void wg_tile(const float* z, const index_t* ko, int kt, index_t Wz, const float* gyT, index_t Op,
+                        index_t OW, index_t r0, index_t r1, float* acc_out) {
+    __m512 acc[KT][OV];
+#pragma GCC unroll 24
+    for (int t = 0; t < KT; ++t)
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v)
+            acc[t][v] = t < kt ? _mm512_loadu_ps(acc_out + t * Op + 16 * v) : _mm512_setzero_ps();
+    const float* zb[KT];
+#pragma GCC unroll 24
+    for (int t = 0; t < KT; ++t) zb[t] = z + ko[t < kt ? t : kt - 1];  // past kt: repeat a valid tap, dropped
+    for (index_t r = r0; r < r1; ++r) {
+        const float* g = gyT + r * OW * Op;
+        const index_t zo = r * Wz;
+        for (index_t s = 0; s < OW; ++s) {
+            __m512 gv[OV];
+#pragma GCC unroll 4
+            for (int v = 0; v < OV; ++v) gv[v] = _mm512_loadu_ps(g + s * Op + 16 * v);
+#pragma GCC unroll 24
+            for (int t = 0; t < KT; ++t) {
+                const __m512 b = _mm512_set1_ps(zb[t][zo + s]);
+#pragma GCC unroll 4
+                for (int v = 0; v < OV; ++v) acc[t][v] = _mm512_fmadd_ps(b, gv[v], acc[t][v]);
+            }
+        }
+    }
+#pragma GCC unroll 24
+    for (int t = 0; t < KT; ++t) {
+        if (t >= kt) break;
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v) _mm512_storeu_ps(acc_out + t * Op + 16 * v, acc[t][v]);
+    }
+}
+
+template <int OV, int KT>
+void wg_tiles(const float* z, const index_t* koff, index_t K, index_t Wz, const float* gyT, index_t Op, index_t o0,
+              index_t OW, index_t r0, index_t r1, float* acc, index_t k_lo, index_t k_hi) {
+    for (index_t k0 = k_lo; k0 < k_hi; k0 += KT) {
+        const int kt = int(std::min<index_t>(KT, k_hi - k0));
+        wg_tile<OV, KT>(z, koff + k0, kt, Wz, gyT + o0, Op, OW, r0, r1, acc + k0 * Op + o0);
+    }
+}
+
+constexpr index_t kMinWeightGradTaps = 48;
+
+struct WeightGrad {  // one group's weight gradient over all samples
+    const Kernel& kp;  // taps (koff), padded geometry, fill()
+    index_t Og, Op, OH, OW, L;
+    index_t rows;  // output rows per block: their transposed gradient (rows*OW*Op floats) stays in L1/L2
+
+    WeightGrad(const Kernel& k, index_t og, index_t oh, index_t ow)
+        : kp(k), Og(og), Op((og + 15) / 16 * 16), OH(oh), OW(ow), L(oh * ow) {
+        rows = std::max<index_t>(1, std::min<index_t>(OH, 8192 / std::max<index_t>(OW * std::min<index_t>(Op, 64), 1)));
+    }
+
+    // gy (Og, L) -> gyT (L, Op), channels past Og zero
+    void transpose(const float* gy, float* gyT) const {
+        for (index_t q0 = 0; q0 < L; q0 += 64) {
+            const index_t q1 = std::min(L, q0 + 64);
+            for (index_t q = q0; q < q1; ++q)
+                for (index_t o = Og; o < Op; ++o) gyT[q * Op + o] = 0.0f;
+            for (index_t o = 0; o < Og; ++o) {
+                const float* src = gy + o * L;
+                for (index_t q = q0; q < q1; ++q) gyT[q * Op + o] = src[q];
+            }
+        }
+    }
+
+    // acc (K, Op) += this sample's contribution, taps [k_lo, k_hi)
+    void sample(const float* z, const float* gyT, float* acc, index_t k_lo, index_t k_hi) const {
+        const index_t K = kp.K, Wz = kp.Wz;
+        const index_t* koff = kp.koff.data();
+        for (index_t r0 = 0; r0 < OH; r0 += rows) {
+            const index_t r1 = std::min(OH, r0 + rows);
+            for (index_t o0 = 0; o0 < Op; o0 += 64) {
+                switch (std::min<index_t>(4, (Op - o0) / 16)) {
+                    case 4: wg_tiles<4, 6>(z, koff, K, Wz, gyT, Op, o0, OW, r0, r1, acc, k_lo, k_hi); break;
+                    case 3: wg_tiles<3, 8>(z, koff, K, Wz, gyT, Op, o0, OW, r0, r1, acc, k_lo, k_hi); break;
+                    case 2: wg_tiles<2, 12>(z, koff, K, Wz, gyT, Op, o0, OW, r0, r1, acc, k_lo, k_hi); break;
+                    default: wg_tiles<1, 12>(z, koff, K, Wz, gyT, Op, o0, OW, r0, r1, acc, k_lo, k_hi); break;
+                }
+            }
+        }
+    }
+};
+
 // The direct path applies to stride 1 and pays off when rows fill most of a
 // 16-lane vector; 1x1 stride-1 convs need no im2col anyway (plain GEMM).
 // out_ch: output channels per group; fewer than 4 would leave most of an 8-row
@@ -285,10 +380,78 @@ bool conv2d_backward_data_direct(const float* gy, const float* w, float* gx, con
     return true;
 }
 
+bool conv2d_backward_weight_direct(const float* gy, const float* x, float* gw, const ConvArgs& a) {
+    const Geom& g = a.g;
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw;
+    // Each transposed gradient value feeds K FMAs: below ~48 taps (first layers:
+    // 1-3 input channels) the transpose costs more than BLAS's packing.
+    if (K < kMinWeightGradTaps || g.OH <= 0 ||
+        !usable(g, 4, g.OW, double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw)))
+        return false;
+    Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW);
+    const WeightGrad wg(kp, Og, g.OH, g.OW);
+    const index_t Op = wg.Op, L = wg.L, KO = K * Op, N = a.N;
+    ++g_calls;
+    const int nt = max_threads();
+    const bool serial = nt < 2 || in_parallel() || double(N) * Og * L * K < 262144.0;
+    const bool across = !serial && N >= nt;
+    const int parts = across ? nt : 1;
+    std::vector<float> acc(std::size_t(parts) * std::size_t(KO));
+    for (index_t grp = 0; grp < a.groups; ++grp) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const float* xg = x + grp * Cg * g.H * g.W;
+        const float* gyg = gy + grp * Og * L;
+        const index_t xs = g.C * g.H * g.W, gs = a.O * L;
+        if (across) {
+            // Private sums per thread over a static share of the samples, added in
+            // thread order below: the bits of gw do not depend on the run.
+#pragma omp parallel num_threads(nt)
+            {
+                float* z = scratch<float>(0, std::size_t(kp.zsize()));
+                float* gyT = scratch<float>(1, std::size_t(L * Op));
+                float* mine = acc.data() + std::size_t(thread_id()) * std::size_t(KO);
+#pragma omp for schedule(static)
+                for (index_t n = 0; n < N; ++n) {
+                    kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
+                    wg.transpose(gyg + n * gs, gyT);
+                    wg.sample(z, gyT, mine, 0, K);
+                }
+            }
+        } else {
+            float* z = scratch<float>(0, std::size_t(kp.zsize()));
+            float* gyT = scratch<float>(1, std::size_t(L * Op));
+            for (index_t n = 0; n < N; ++n) {
+                kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
+                wg.transpose(gyg + n * gs, gyT);
+                if (serial) {
+                    wg.sample(z, gyT, acc.data(), 0, K);
+                    continue;
+                }
+                // few samples: the threads take disjoint taps
+                const index_t chunk = (K + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt)
+                for (int t = 0; t < nt; ++t) {
+                    const index_t lo = t * chunk, hi = std::min(K, lo + chunk);
+                    if (lo < hi) wg.sample(z, gyT, acc.data(), lo, hi);
+                }
+            }
+        }
+        float* gwg = gw + grp * Og * K;
+        for (index_t o = 0; o < Og; ++o)
+            for (index_t k = 0; k < K; ++k) {
+                float s = 0.0f;
+                for (int t = 0; t < parts; ++t) s += acc[std::size_t(t) * std::size_t(KO) + std::size_t(k * Op + o)];
+                gwg[o * K + k] = s;
+            }
+    }
+    return true;
+}
+
 #else  // no x86-64 GCC/Clang: always fall back
 
 bool conv2d_forward_direct(const float*, const float*, const float*, float*, const ConvArgs&) { return false; }
 bool conv2d_backward_data_direct(const float*, const float*, float*, const ConvArgs&) { return false; }
+bool conv2d_backward_weight_direct(const float*, const float*, float*, const ConvArgs&) { return false; }
 
 #endif
 

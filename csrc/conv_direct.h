@@ -9,6 +9,7 @@ namespace pcn {
 
 bool conv2d_forward_direct(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a);
 bool conv2d_backward_data_direct(const float* gy, const float* w, float* gx, const ConvArgs& a);
+bool conv2d_backward_weight_direct(const float* gy, const float* x, float* gw, const ConvArgs& a);
 
 // Whether the CPU can run the direct path, and a switch for tests and the
 // bench to compare it against im2col + GEMM (on by default).

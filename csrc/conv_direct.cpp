@@ -62,12 +62,8 @@ struct Slot {         // 16 consecutive output pixels of one row (fewer at its e
 
 template <int MR, int NV>
 PCN_AVX512 void tile(const float* z, const Slot* sl, const float* wpk, const index_t* koff, index_t K, float* out,
-                     index_t plane, int mr, const float* bias) {
+                     index_t plane, int mr, const float* bias, bool first) {
     __m512 acc[MR][NV];
-#pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
     const float* zv[NV];
     __mmask16 mk[NV];
 #pragma GCC unroll 4
@@ -75,6 +71,12 @@ PCN_AVX512 void tile(const float* z, const Slot* sl, const float* wpk, const ind
         zv[v] = z + sl[v].in;
         mk[v] = sl[v].mask;
     }
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)  // a later block of taps adds to what the earlier ones stored
+            acc[m][v] = first || m >= mr ? _mm512_setzero_ps()
+                                         : _mm512_maskz_loadu_ps(mk[v], out + m * plane + sl[v].out);
     // One flat k loop over an offset table: with nested (c, i, j) loops GCC
     // kept the accumulators in memory (2x slower).
     for (index_t k = 0; k < K; ++k) {
@@ -159,23 +161,32 @@ struct Kernel {  // what every sample of one call shares
     }
 
     // Blocks [b0, b1) over slots [s0, s1) of one sample.
+    // Taps in blocks of kKC so a block's weights (14 x kKC floats, 16 KiB) and
+    // the image rows it touches stay in L1 across a whole sweep of tiles.
+    static constexpr index_t kKC = 288;
     void compute(const float* z, float* out, const float* bias, std::size_t b0, std::size_t b1, index_t s0,
                  index_t s1) const {
         const index_t P = plane();
+        const index_t nkc = K <= kKC + kKC / 3 ? 1 : (K + kKC - 1) / kKC, kc = (K + nkc - 1) / nkc;
         for (std::size_t bi = b0; bi < b1; ++bi) {
             const Block& b = blocks[bi];
-            const float* w = wpk.data() + b.woff;
             float* o = out + b.o0 * P;
-            const float* bb = bias ? bias + b.o0 : nullptr;
             const Slot* sl = slots.data();
-            index_t t = s0;
-            if (b.kind == 0) {
-                for (; t + 2 <= s1; t += 2) tile<14, 2>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
-                if (t < s1) tile<14, 1>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
-            } else {
-                for (; t + 3 <= s1; t += 3) tile<8, 3>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
-                if (s1 - t == 2) tile<8, 2>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
-                if (s1 - t == 1) tile<8, 1>(z, sl + t, w, koff.data(), K, o, P, b.mr, bb);
+            for (index_t k0 = 0; k0 < K; k0 += kc) {
+                const index_t kn = std::min(kc, K - k0);
+                const bool first = k0 == 0;
+                const float* bb = bias && k0 + kn == K ? bias + b.o0 : nullptr;  // added once, last
+                const float* w = wpk.data() + b.woff + k0 * kMR[b.kind];
+                const index_t* ko = koff.data() + k0;
+                index_t t = s0;
+                if (b.kind == 0) {
+                    for (; t + 2 <= s1; t += 2) tile<14, 2>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                    if (t < s1) tile<14, 1>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                } else {
+                    for (; t + 3 <= s1; t += 3) tile<8, 3>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                    if (s1 - t == 2) tile<8, 2>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                    if (s1 - t == 1) tile<8, 1>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                }
             }
         }
     }

@@ -555,6 +555,31 @@ void momentum_step(mut<T> p, arr<T> g, mut<T> v, double lr, double momentum, dou
 }
 
 template <typename T>
+void adadelta_step(mut<T> p, arr<T> g, mut<T> h, mut<T> s, double lr, double rho, double eps, double wd) {
+    check_inplace(p, "param", g);
+    check_inplace(h, "h", g);
+    check_inplace(s, "s", g);
+    T *pp = p.mutable_data(), *hp = h.mutable_data(), *sp = s.mutable_data();
+    const T* gp = g.data();
+    const index_t n = g.size();
+    py::gil_scoped_release nogil;
+    pcn::adadelta_step<T>(pp, gp, hp, sp, lr, rho, eps, wd, n);
+}
+
+template <typename T>
+void adam_step(mut<T> p, arr<T> g, mut<T> m, mut<T> v, double b1, double b2, double eps, double c2, double step,
+               double wd) {
+    check_inplace(p, "param", g);
+    check_inplace(m, "m", g);
+    check_inplace(v, "v", g);
+    T *pp = p.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
+    const T* gp = g.data();
+    const index_t n = g.size();
+    py::gil_scoped_release nogil;
+    pcn::adam_step<T>(pp, gp, mp, vp, b1, b2, eps, c2, step, wd, n);
+}
+
+template <typename T>
 void register_kernels(py::module_& m) {
     using namespace py::literals;
     m.def("conv2d_forward", &conv2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
@@ -581,6 +606,10 @@ void register_kernels(py::module_& m) {
     m.def("sgd_step", &sgd_step<T>, "param"_a.noconvert(), "grad"_a, "lr"_a, "weight_decay"_a);
     m.def("momentum_step", &momentum_step<T>, "param"_a.noconvert(), "grad"_a, "velocity"_a.noconvert(), "lr"_a,
           "momentum"_a, "weight_decay"_a);
+    m.def("adadelta_step", &adadelta_step<T>, "param"_a.noconvert(), "grad"_a, "h"_a.noconvert(), "s"_a.noconvert(),
+          "lr"_a, "rho"_a, "eps"_a, "weight_decay"_a);
+    m.def("adam_step", &adam_step<T>, "param"_a.noconvert(), "grad"_a, "m"_a.noconvert(), "v"_a.noconvert(), "beta1"_a,
+          "beta2"_a, "eps"_a, "bias_correction2"_a, "step_size"_a, "weight_decay"_a);
     m.def("sigmoid_forward", &unary<T, pcn::sigmoid_forward<T>>, "x"_a);
     m.def("sigmoid_backward", &unary_backward<T, pcn::sigmoid_backward<T>>, "grad_output"_a, "y"_a);
     m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);

@@ -1,5 +1,6 @@
 // Fused optimizer steps: see update.h. Parallel only for large tensors, where
 // the pass is memory-bound and a second core adds bandwidth.
+#include <cmath>
 #include "update.h"
 
 namespace pcn {
@@ -34,6 +35,47 @@ void momentum_step(T* __restrict p, const T* __restrict g, T* __restrict v, T lr
     }
 }
 
+// The scalars are cast to T exactly as NumPy casts a Python float operand.
+template <typename T>
+void adadelta_step(T* __restrict p, const T* __restrict g0, T* __restrict h, T* __restrict s, double lr, double rho,
+                   double eps, double wd, index_t n) {
+    const T r = T(rho), omr = T(1.0 - rho), e = T(eps), l = T(lr), w = T(wd);
+    const bool decay = wd != 0.0, scale = lr != 1.0;
+#pragma omp parallel for simd schedule(static) if (n > (1 << 20))
+    for (index_t i = 0; i < n; ++i) {
+        const T g = decay ? p[i] * w + g0[i] : g0[i];
+        const T hi = h[i] * r + (g * g) * omr;
+        h[i] = hi;
+        T d = std::sqrt((s[i] + e) / (hi + e)) * g;
+        s[i] = s[i] * r + (d * d) * omr;
+        if (scale) d = d * l;
+        p[i] -= d;
+    }
+}
+
+template <typename T>
+void adam_step(T* __restrict p, const T* __restrict g0, T* __restrict m, T* __restrict v, double b1, double b2,
+               double eps, double c2, double step, double wd, index_t n) {
+    const T B1 = T(b1), OB1 = T(1.0 - b1), B2 = T(b2), OB2 = T(1.0 - b2), e = T(eps), C2 = T(c2), S = T(step),
+            w = T(wd);
+    const bool decay = wd != 0.0;
+#pragma omp parallel for simd schedule(static) if (n > (1 << 20))
+    for (index_t i = 0; i < n; ++i) {
+        const T g = decay ? p[i] * w + g0[i] : g0[i];
+        const T mi = m[i] * B1 + g * OB1;
+        const T vi = v[i] * B2 + (g * g) * OB2;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= (mi / (std::sqrt(vi / C2) + e)) * S;
+    }
+}
+
+template void adadelta_step<float>(float*, const float*, float*, float*, double, double, double, double, index_t);
+template void adadelta_step<double>(double*, const double*, double*, double*, double, double, double, double, index_t);
+template void adam_step<float>(float*, const float*, float*, float*, double, double, double, double, double, double,
+                               index_t);
+template void adam_step<double>(double*, const double*, double*, double*, double, double, double, double, double,
+                                double, index_t);
 template void sgd_step<float>(float*, const float*, float, float, index_t);
 template void sgd_step<double>(double*, const double*, double, double, index_t);
 template void momentum_step<float>(float*, const float*, float*, float, float, float, index_t);

@@ -13,4 +13,13 @@ void sgd_step(T* p, const T* g, T lr, T wd, index_t n);
 template <typename T>
 void momentum_step(T* p, const T* g, T* v, T lr, T momentum, T wd, index_t n);
 
+// AdaDelta (seed 002 eqs. 46-49), in optim.AdaDelta._update's order:
+// h = rho h + (1-rho) g g;  d = sqrt((s+eps)/(h+eps)) g;  s = rho s + (1-rho) d d;  p -= lr d
+template <typename T>
+void adadelta_step(T* p, const T* g, T* h, T* s, double lr, double rho, double eps, double wd, index_t n);
+// Adam (seed 002 eqs. 50-55), in optim.Adam._update's order; c2 = 1 - b2^t, step = lr / (1 - b1^t)
+template <typename T>
+void adam_step(T* p, const T* g, T* m, T* v, double b1, double b2, double eps, double c2, double step, double wd,
+               index_t n);
+
 }  // namespace pcn

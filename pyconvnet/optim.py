@@ -455,6 +455,12 @@ class AdaDelta(Optimizer):
             d *= self.lr
         p -= d
 
+    def _fused(self, name, p, g, wd):
+        h, s = self.state["h"][name], self.state["s"][name]
+        if not (_fusable(h, g) and _fusable(s, g)):
+            raise ValueError(f"state['h'/'s'][{name!r}]: expected contiguous {p.dtype} arrays like the parameter")
+        _core.adadelta_step(p, g, h, s, self.lr, self.rho, self.eps, wd)
+
 
 class Adam(Optimizer):
     """Adam, seed 002 eqs. 50-55:
@@ -490,6 +496,13 @@ class Adam(Optimizer):
         np.divide(m, t, out=t)
         t *= self.lr / (1.0 - b1 ** step)            # lr * m^ / (sqrt(v^) + eps)
         p -= t
+
+    def _fused(self, name, p, g, wd):
+        m, v = self.state["m"][name], self.state["v"][name]
+        if not (_fusable(m, g) and _fusable(v, g)):
+            raise ValueError(f"state['m'/'v'][{name!r}]: expected contiguous {p.dtype} arrays like the parameter")
+        b1, b2, step = self.beta1, self.beta2, self.step_count
+        _core.adam_step(p, g, m, v, b1, b2, self.eps, 1.0 - b2 ** step, self.lr / (1.0 - b1 ** step), wd)
 
 
 OPTIMIZERS = {c.__name__: c for c in (SGD, MomentumSGD, AdaGrad, RMSProp, AdaDelta, Adam)}

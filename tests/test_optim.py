@@ -290,12 +290,13 @@ def test_bad_arguments(i):
         call([("w", np.zeros(2), np.zeros(2))])
 
 
-@pytest.mark.parametrize("cls", ["SGD", "MomentumSGD"])
+@pytest.mark.parametrize("cls", ["SGD", "MomentumSGD", "AdaDelta", "Adam"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("wd", [0.0, 0.01])
-def test_fused_steps_match_numpy_updates_bit_for_bit(cls, dtype, wd):
-    """SGD and MomentumSGD update contiguous parameters in one C++ pass; the NumPy
-    _update path (used for anything else) must give the very same bits."""
+@pytest.mark.parametrize("lr", [0.05, 1.0])
+def test_fused_steps_match_numpy_updates_bit_for_bit(cls, dtype, wd, lr):
+    """SGD, MomentumSGD, AdaDelta and Adam update contiguous parameters in one C++
+    pass; the NumPy _update path (used for anything else) must give the very same bits."""
     base = getattr(optim, cls)
     slow_cls = type("Slow" + cls, (base,), {"_fused": None})
     rng = np.random.default_rng(0)
@@ -304,7 +305,7 @@ def test_fused_steps_match_numpy_updates_bit_for_bit(cls, dtype, wd):
     results = []
     for c in (base, slow_cls):
         p, g = p0.copy(), np.zeros_like(p0)
-        opt = c([("w", p, g)], lr=0.05, weight_decay=wd)
+        opt = c([("w", p, g)], lr=lr, weight_decay=wd)
         for gi in grads:
             g[...] = gi
             opt.step()

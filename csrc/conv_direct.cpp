@@ -121,7 +121,9 @@ struct Kernel {  // what every sample of one call shares
     std::vector<Block> blocks;
     std::vector<float> wpk;  // per block: (K, MR), rows past mr zero
 
-    Kernel(index_t cin, index_t o, index_t kh, index_t kw, index_t dh, index_t dw, index_t orows, index_t ocols)
+    // with_weights=false: geometry only (the weight gradient packs no weights)
+    Kernel(index_t cin, index_t o, index_t kh, index_t kw, index_t dh, index_t dw, index_t orows, index_t ocols,
+           bool with_weights = true)
         : Cin(cin), O(o), K(cin * kh * kw), Hz(orows + (kh - 1) * dh), Wz(ocols + (kw - 1) * dw), OR(orows), OS(ocols) {
         koff.reserve(std::size_t(K));
         for (index_t c = 0; c < Cin; ++c)
@@ -145,7 +147,7 @@ struct Kernel {  // what every sample of one call shares
             woff += K * kMR[kind];
             o0 += mr;
         }
-        wpk.assign(std::size_t(woff), 0.0f);
+        if (with_weights) wpk.assign(std::size_t(woff), 0.0f);
     }
     index_t zsize() const { return Cin * Hz * Wz + 16; }  // + a tail for the last row's full-width loads
     index_t plane() const { return OR * OS; }
@@ -399,7 +401,7 @@ bool conv2d_backward_weight_direct(const float* gy, const float* x, float* gw, c
     if (K < kMinWeightGradTaps || g.OH <= 0 ||
         !usable(g, 4, g.OW, double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw)))
         return false;
-    Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW);
+    const Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW, false);
     const WeightGrad wg(kp, Og, g.OH, g.OW);
     const index_t Op = wg.Op, L = wg.L, KO = K * Op, N = a.N;
     ++g_calls;

@@ -106,13 +106,13 @@ PCN_AVX512 void tile(const float* z, const Slot* sl, const float* wpk, const ind
     }
 }
 
-// Two tile shapes: 14 x 2 vectors is the fastest (~10% over 8 x 3 on large
-// convs) but wastes rows when O is not a multiple of 14.
+// Three tile shapes: 14 or 12 channels x 2 vectors are the fastest (~10% over
+// 8 x 3 on large convs); blocks of the three cover O with the fewest idle rows.
 struct Block {
     index_t o0, woff;
-    int mr, kind;  // kind 0: MR = 14, kind 1: MR = 8
+    int mr, kind;  // MR = kMR[kind]
 };
-constexpr int kMR[2] = {14, 8};
+constexpr int kMR[3] = {14, 12, 8};
 
 struct Kernel {  // what every sample of one call shares
     index_t Cin = 0, O = 0, K = 0, Hz = 0, Wz = 0, OR = 0, OS = 0;
@@ -134,19 +134,31 @@ struct Kernel {  // what every sample of one call shares
                 const index_t n = std::min<index_t>(16, OS - s);
                 slots.push_back({r * Wz + s, r * OS + s, __mmask16((1u << n) - 1u)});
             }
-        // Rates measured per tile shape (GFLOP/s on full tiles, 1 thread): 14x2 ~186, 8x3 ~165.
-        const index_t n14 = O / 14, rem = O % 14;
-        const double c8 = double((O + 7) / 8 * 8) / 165.0;
-        const double c14 = double(n14 * 14) / 186.0 + (rem == 0 ? 0.0 : rem <= 8 ? 8 / 165.0 : 14 / 186.0);
-        const bool use14 = c14 < c8;
+        // Cover O with a 14-, b 12- and c 8-row blocks (the last one may be
+        // partial) at the least cost; rates measured per tile shape (GFLOP/s on
+        // full tiles, 1 thread): 14x2 ~186, 12x2 ~175, 8x3 ~165.
+        index_t best[3] = {0, 0, (O + 7) / 8};
+        double best_cost = 8.0 * double(best[2]) / 165.0;
+        for (index_t na = 0; na <= (O + 13) / 14; ++na)
+            for (index_t nb = 0; nb <= (O + 11) / 12; ++nb) {
+                const index_t left = std::max<index_t>(0, O - 14 * na - 12 * nb);
+                const index_t nc = (left + 7) / 8;
+                if (nc > 2) continue;  // (idle whole blocks only add cost, so they never win)
+                const double cost = double(14 * na) / 186.0 + double(12 * nb) / 175.0 + 8.0 * double(nc) / 165.0;
+                if (cost < best_cost - 1e-12) {
+                    best_cost = cost;
+                    best[0] = na, best[1] = nb, best[2] = nc;
+                }
+            }
         index_t woff = 0;
-        for (index_t o0 = 0; o0 < O;) {
-            const int kind = (use14 && O - o0 > 8) ? 0 : 1;
-            const int mr = int(std::min<index_t>(kMR[kind], O - o0));
-            blocks.push_back({o0, woff, mr, kind});
-            woff += K * kMR[kind];
-            o0 += mr;
-        }
+        for (int kind = 0; kind < 3; ++kind)
+            for (index_t i = 0; i < best[kind]; ++i) {
+                const index_t o0 = blocks.empty() ? 0 : blocks.back().o0 + blocks.back().mr;
+                if (o0 >= O) break;
+                const int mr = int(std::min<index_t>(kMR[kind], O - o0));
+                blocks.push_back({o0, woff, mr, kind});
+                woff += K * kMR[kind];
+            }
         if (with_weights) wpk.assign(std::size_t(woff), 0.0f);
     }
     index_t zsize() const { return Cin * Hz * Wz + 16; }  // + a tail for the last row's full-width loads
@@ -184,6 +196,9 @@ struct Kernel {  // what every sample of one call shares
                 if (b.kind == 0) {
                     for (; t + 2 <= s1; t += 2) tile<14, 2>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
                     if (t < s1) tile<14, 1>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                } else if (b.kind == 1) {
+                    for (; t + 2 <= s1; t += 2) tile<12, 2>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
+                    if (t < s1) tile<12, 1>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
                 } else {
                     for (; t + 3 <= s1; t += 3) tile<8, 3>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);
                     if (s1 - t == 2) tile<8, 2>(z, sl + t, w, ko, kn, o, P, b.mr, bb, first);

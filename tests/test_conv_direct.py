@@ -48,7 +48,7 @@ def direct_configs(draw):
     else:
         ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
         padding, pad4 = (ph, pw), (ph, ph, pw, pw)
-    ow = draw(st.integers(8, 40))  # the direct path wants rows of >= 8 outputs
+    ow = draw(st.integers(1, 40))  # forward and data gradient want rows of > 8 outputs; weight gradient any
     w = ow - pad4[2] - pad4[3] + span(k[1], dil[1]) - 1
     h_lo = max(1, span(k[0], dil[0]) - pad4[0] - pad4[1])  # at least one output row
     h = draw(st.integers(h_lo, max(h_lo, 7)))
@@ -60,16 +60,16 @@ def direct_configs(draw):
 
 def _expected_direct_calls(cfg, yshape):
     """The rules of csrc/conv_direct.cpp: stride 1 (always here), not a plain 1x1
-    conv, output rows filling at least half their 16-lane vectors, and at least 4
-    output channels per group (weight gradient: none, but at least 48 taps per
+    conv, output rows filling more than half their 16-lane vectors, and at least 4
+    output channels per group (weight gradient: neither, but at least 48 taps per
     output channel, C/groups * kh * kw)."""
     if cfg["k"] == (1, 1) and cfg["padding"] in ((0, 0), "same"):
         return 0
-    rows_ok = lambda n: n >= 1 and 2 * n >= 16 * (-(-n // 16))  # noqa: E731
+    rows_ok = lambda n: n >= 1 and 2 * n > 16 * (-(-n // 16))  # noqa: E731
     g = cfg["groups"]
     fwd = cfg["cout"] // g >= 4 and rows_ok(yshape[3])
     bwd_data = cfg["cin"] // g >= 4 and rows_ok(cfg["hw"][1])
-    wgrad = (cfg["cin"] // g) * cfg["k"][0] * cfg["k"][1] >= 48 and rows_ok(yshape[3])
+    wgrad = (cfg["cin"] // g) * cfg["k"][0] * cfg["k"][1] >= 48 and yshape[3] >= 1
     return int(fwd) + int(bwd_data) + int(wgrad)
 
 

@@ -435,13 +435,18 @@ def relu(x):
     return _core.relu_forward(float_array(x, "x"))
 
 
-def relu_backward(grad_out, y):
-    """Gradient of relu given its OUTPUT y: grad_out where y > 0, else 0."""
+def _from_output(kernel, grad_out, y):
+    """An activation's backward from its OUTPUT y: checks, then the C++ kernel."""
     y = float_array(y, "y")
     grad_out = float_array(grad_out, "grad_out", y.dtype)
     if grad_out.shape != y.shape:
         raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
-    return _core.relu_backward(grad_out, y)
+    return kernel(grad_out, y)
+
+
+def relu_backward(grad_out, y):
+    """Gradient of relu given its OUTPUT y: grad_out where y > 0, else 0."""
+    return _from_output(_core.relu_backward, grad_out, y)
 
 
 def sigmoid(x):
@@ -452,11 +457,7 @@ def sigmoid(x):
 
 def sigmoid_backward(grad_out, y):
     """Gradient of sigmoid given its OUTPUT y: grad_out * y * (1 - y) (seed 002 eq. 19)."""
-    y = float_array(y, "y")
-    grad_out = float_array(grad_out, "grad_out", y.dtype)
-    if grad_out.shape != y.shape:
-        raise ValueError(f"grad_out: expected the shape of y {y.shape}, got {grad_out.shape}")
-    return _core.sigmoid_backward(grad_out, y)
+    return _from_output(_core.sigmoid_backward, grad_out, y)
 
 
 # seed 003: relaxed receptive-field convolution (pyconvnet/relaxed.py)

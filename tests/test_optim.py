@@ -323,3 +323,26 @@ def test_fused_step_skips_arrays_it_cannot_update_in_place():
     opt.step()
     np.testing.assert_array_equal(big[:, ::2], 0.5)
     np.testing.assert_array_equal(big[:, 1::2], 1.0)
+
+
+def test_fused_kernels_refuse_what_they_cannot_update_in_place():
+    """The in-place _core steps never update a converted copy: a non-contiguous
+    parameter is a TypeError, a read-only or wrongly sized one a ValueError naming
+    it; only the gradient (read, not written) may be converted."""
+    from pyconvnet import _core
+
+    g = np.ones(4, np.float32)
+    p64 = np.ones(4, np.float64)
+    _core.sgd_step(p64, g, 0.1, 0.0)  # float64 param: the float32 grad is read as float64
+    np.testing.assert_array_equal(p64, 0.9)
+    with pytest.raises(TypeError):
+        _core.sgd_step(np.ones(8, np.float32)[::2], g, 0.1, 0.0)  # not contiguous
+    ro = np.ones(4, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="param: expected a writeable array"):
+        _core.sgd_step(ro, g, 0.1, 0.0)
+    with pytest.raises(ValueError, match="velocity: expected 4 values"):
+        _core.momentum_step(np.ones(4, np.float32), g, np.ones(3, np.float32), 0.1, 0.9, 0.0)
+    p = np.ones(4, np.float32)
+    _core.sgd_step(p, g, 0.5, 0.0)
+    np.testing.assert_array_equal(p, 0.5)

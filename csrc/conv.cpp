@@ -216,7 +216,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
     if constexpr (std::is_same_v<T, float>)
         if (conv2d_backward_weight_direct(gy, x, gw, a)) return;
     // The weight gradient reduces over the columns: longer blocks give BLAS a
-    // longer inner dimension (LeNet's 10x10 maps: 10 samples, not 2, per GEMM).
+    // longer inner dimension (first layers with 1-3 channels, float64, strided convs).
     const Plan p(a, kWeightGradCols);
     const index_t C = a.g.C, O = a.O, WK = O * p.K;  // gw is (O, K)
     auto accumulate = [&](index_t n0, index_t cnt, T* acc, bool par) {

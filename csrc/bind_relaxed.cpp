@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bind_common.h"
+
 #include <climits>
 #include <cstdint>
 #include <optional>
@@ -20,21 +22,11 @@ using pcn::index_t;
 
 namespace {
 
-template <typename T>
-using arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
-template <typename T>
-using oarr = std::optional<arr<T>>;
+using pcn::bind::arr;
+using pcn::bind::fail;
+using pcn::bind::oarr;
+using pcn::bind::shape_str;
 using iarr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
-
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
-
-std::string shape_str(const py::array& a) {
-    std::ostringstream s;
-    s << "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-    s << (a.ndim() == 1 ? ",)" : ")");
-    return s.str();
-}
 
 void check_ndim(const py::array& a, const char* name, py::ssize_t nd, const char* layout) {
     if (a.ndim() != nd) fail(std::string(name) + ": expected a " + layout + " array, got shape " + shape_str(a));

@@ -1,4 +1,5 @@
-// pybind11 bindings: the only file that includes pybind11. Each binding checks
+// pybind11 bindings (bind_relaxed.cpp has the seed-003 ones; bind_common.h what
+// both share). Each binding checks
 // shapes (check_* helpers below: every size the kernels rely on), allocates the
 // outputs, releases the GIL and calls the kernel. The Python layer
 // (pyconvnet/functional.py) gives friendlier messages first; these checks are
@@ -6,6 +7,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include "bind_common.h"
 
 #include <array>
 #include <climits>
@@ -28,22 +31,12 @@ using pcn::index_t;
 using I2 = std::array<index_t, 2>;
 using I4 = std::array<index_t, 4>;
 
-template <typename T>
-using arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
-template <typename T>
-using oarr = std::optional<arr<T>>;
+using pcn::bind::arr;
+using pcn::bind::fail;
+using pcn::bind::oarr;
+using pcn::bind::shape_str;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
-
-std::string shape_str(const py::array& a) {
-    std::ostringstream s;
-    s << "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-    s << (a.ndim() == 1 ? ",)" : ")");
-    return s.str();
-}
 
 void check_ndim(const py::array& a, const char* name, py::ssize_t nd) {
     if (a.ndim() != nd)

@@ -147,16 +147,20 @@ void relaxed_conv_forward(const T* x, const T* L, const T* w, const T* bias, T* 
     if (bias) add_channel_bias(y, bias, a.N, a.O, a.n_out);
 }
 
+// gb[o] = sum over samples and outputs of gy (zeros for an empty batch)
+template <typename T>
+void bias_grad(const T* gy, T* gb, const RelaxedArgs& a) {
+    if (a.N > 0 && a.n_out > 0)
+        channel_sum(gy, gb, a.N, a.O, a.n_out);
+    else
+        std::fill(gb, gb + a.O, T(0));
+}
+
 template <typename T>
 void relaxed_conv_backward(const T* gy, const T* x, const T* L, const T* w, T* gx, T* gL, T* gw, T* gb,
                            const RelaxedArgs& a) {
     const index_t Ck = a.C * a.k, Kn = a.k * a.n_out, LS = a.n_in * Kn, WS = a.O * Ck;
-    if (gb) {
-        if (a.N > 0 && a.n_out > 0)
-            channel_sum(gy, gb, a.N, a.O, a.n_out);
-        else
-            std::fill(gb, gb + a.O, T(0));
-    }
+    if (gb) bias_grad(gy, gb, a);
     if (gx) std::fill(gx, gx + a.N * a.C * a.n_in, T(0));
     if (gL) std::fill(gL, gL + LS, T(0));
     if (gw) std::fill(gw, gw + WS, T(0));
@@ -225,12 +229,7 @@ template <typename T>
 void receptive_conv_backward(const T* gy, const T* x, const index_t* index, const T* w, T* gx, T* gw, T* gb,
                              const RelaxedArgs& a) {
     const index_t Ck = a.C * a.k, WS = a.O * Ck, CS = Ck * a.n_out;
-    if (gb) {
-        if (a.N > 0 && a.n_out > 0)
-            channel_sum(gy, gb, a.N, a.O, a.n_out);
-        else
-            std::fill(gb, gb + a.O, T(0));
-    }
+    if (gb) bias_grad(gy, gb, a);
     if (gx) std::fill(gx, gx + a.N * a.C * a.n_in, T(0));
     if (gw) std::fill(gw, gw + WS, T(0));
     if (a.N <= 0 || Ck <= 0 || a.n_out <= 0 || a.O <= 0 || (!gx && !gw)) return;

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pyconvnet
 from pyconvnet import functional as F
 
 from _helpers import (F32, F64, as_tuple, assert_close, check_op, conv_configs, conv_transpose_configs, distinct_values,
@@ -24,13 +23,8 @@ from _helpers import (F32, F64, as_tuple, assert_close, check_op, conv_configs, 
 R = pytest.importorskip("pyconvnet.reference", reason="the naive oracle pyconvnet.reference is not importable")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny kernels: OpenMP fork/join on a busy 2-core box would dominate (threads: test_threads)."""
-    n = pyconvnet.get_num_threads()
-    pyconvnet.set_num_threads(1)
-    yield
-    pyconvnet.set_num_threads(n)
+# Thousands of tiny kernels: single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- convolution

@@ -11,18 +11,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import pyconvnet
 from pyconvnet import functional as F
 
 from _helpers import check_grad, conv_configs, conv_transpose_configs, distinct_values, pool_configs, rand, seeds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = pyconvnet.get_num_threads()
-    pyconvnet.set_num_threads(1)
-    yield
-    pyconvnet.set_num_threads(n)
+# Thousands of tiny kernels: single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dout(rng, y):

@@ -7,19 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pyconvnet
 from pyconvnet import functional as F
 
 from _helpers import (F32, F64, assert_close, conv_configs, distinct_values, dtypes, pool_configs, rand, seeds,
                       span)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = pyconvnet.get_num_threads()
-    pyconvnet.set_num_threads(1)
-    yield
-    pyconvnet.set_num_threads(n)
+# Thousands of tiny kernels: single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sym_pad(cfg):

@@ -78,25 +78,39 @@ pcn::RelaxedArgs dense_args(const py::array& x, const py::array& L, const py::ar
     return relaxed_args(x, w, L.shape(1), L.shape(2));
 }
 
+// Returns y, or (y, P) with return_patches: P (C_in, N, n_out, k) for relaxed_backward's patches.
 template <typename T>
-arr<T> relaxed_forward(arr<T> x, arr<T> L, arr<T> w, oarr<T> bias) {
+py::object relaxed_forward(arr<T> x, arr<T> L, arr<T> w, oarr<T> bias, bool return_patches) {
     auto a = dense_args(x, L, w);
     const T* b = opt_bias<T>(bias, a.O);
     arr<T> y({a.N, a.O, a.n_out});
+    py::object P = py::none();
+    T* pp = nullptr;
+    if (return_patches) { arr<T> t({a.C, a.N, a.n_out, a.k}); pp = t.mutable_data(); P = t; }
     const T *xp = x.data(), *lp = L.data(), *wp = w.data();
     T* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        pcn::relaxed_conv_forward(xp, lp, wp, b, yp, a);
+        pcn::relaxed_conv_forward(xp, lp, wp, b, yp, pp, a);
     }
-    return y;
+    if (return_patches) return py::make_tuple(y, P);
+    return std::move(y);
 }
 
 template <typename T>
-py::tuple relaxed_backward(arr<T> gy, arr<T> x, arr<T> L, arr<T> w, bool need_x, bool need_L, bool need_w,
-                           bool need_b) {
+py::tuple relaxed_backward(arr<T> gy, arr<T> x, arr<T> L, arr<T> w, oarr<T> patches, bool need_x, bool need_L,
+                           bool need_w, bool need_b) {
     auto a = dense_args(x, L, w);
     check_grad_y(gy, a);
+    const T* pp = nullptr;
+    if (patches) {
+        const py::array& p = *patches;
+        if (p.ndim() != 4 || p.shape(0) != a.C || p.shape(1) != a.N || p.shape(2) != a.n_out || p.shape(3) != a.k)
+            fail("patches: expected shape (" + std::to_string(a.C) + ", " + std::to_string(a.N) + ", " +
+                 std::to_string(a.n_out) + ", " + std::to_string(a.k) +
+                 ") (the P returned by the forward with return_patches=True), got " + shape_str(p));
+        pp = patches->data();
+    }
     py::object ox = py::none(), oL = py::none(), ow = py::none(), ob = py::none();
     T *gxp = nullptr, *gLp = nullptr, *gwp = nullptr, *gbp = nullptr;
     if (need_x) { arr<T> t({a.N, a.C, a.n_in}); gxp = t.mutable_data(); ox = t; }
@@ -106,7 +120,7 @@ py::tuple relaxed_backward(arr<T> gy, arr<T> x, arr<T> L, arr<T> w, bool need_x,
     const T *gyp = gy.data(), *xp = x.data(), *lp = L.data(), *wp = w.data();
     {
         py::gil_scoped_release nogil;
-        pcn::relaxed_conv_backward(gyp, xp, lp, wp, gxp, gLp, gwp, gbp, a);
+        pcn::relaxed_conv_backward(gyp, xp, lp, wp, pp, gxp, gLp, gwp, gbp, a);
     }
     return py::make_tuple(ox, oL, ow, ob);
 }
@@ -181,8 +195,9 @@ py::tuple receptive_backward(arr<T> gy, arr<T> x, py::array index, arr<T> w, boo
 template <typename T>
 void register_typed(py::module_& m) {
     using namespace py::literals;
-    m.def("relaxed_conv_forward", &relaxed_forward<T>, "x"_a, "L"_a, "w"_a, "bias"_a);
-    m.def("relaxed_conv_backward", &relaxed_backward<T>, "grad_y"_a, "x"_a, "L"_a, "w"_a, "need_input"_a = true,
+    m.def("relaxed_conv_forward", &relaxed_forward<T>, "x"_a, "L"_a, "w"_a, "bias"_a, "return_patches"_a = false);
+    m.def("relaxed_conv_backward", &relaxed_backward<T>, "grad_y"_a, "x"_a, "L"_a, "w"_a, "patches"_a = py::none(),
+          "need_input"_a = true,
           "need_L"_a = true, "need_weight"_a = true, "need_bias"_a = true);
     m.def("receptive_conv_forward", &receptive_forward<T>, "x"_a, "index"_a, "w"_a, "bias"_a);
     m.def("receptive_conv_backward", &receptive_backward<T>, "grad_y"_a, "x"_a, "index"_a, "w"_a,

@@ -1,11 +1,18 @@
 // Relaxed / receptive-field convolution kernels (see relaxed.h for the layouts).
 //
-// Relaxed (dense L): L is first permuted to Lp (n_in, k, n_out) so that one GEMM
-//   P' (nb*C, k*n_out) = x_blk (nb*C, n_in) @ Lp (n_in, k*n_out)
-// gives, per sample, a (C*k, n_out) column matrix with rows in (c, s) order, and
-//   y[n] (O, n_out) = w (O, C*k) @ P'[n]
-// is the second GEMM. Samples go in blocks that bound the P' buffer; the big GEMM
-// is split over the OpenMP threads, the per-sample GEMMs run one sample per thread.
+// Relaxed (dense L): a block of samples is made channel-major, xs (C, nb, n_in), and L
+// (n_in, n_out, k) is used as it lies, a matrix (n_in, n_out*k), so
+//   P (C*nb, n_out*k) = xs (C*nb, n_in) @ L
+// is one GEMM with no copy of L, and P[c] is an (nb*n_out, k) matrix. The mixing of the
+// whole block is C more GEMMs,
+//   Z (O, nb*n_out) = sum_c w[:, c, :] (O, k) @ P[c]^T,      y[n, o, :] = Z[o, n, :],
+// and the backward is the same in reverse with G (O, nb*n_out) = grad_y's block made
+// channel-major: grad_w[:, c, :] += G @ P[c], grad_P[c] = G^T @ w[:, c, :], then one GEMM
+// each for grad_x = grad_P @ L^T and grad_L += xs^T @ grad_P. Only grad_w needs P again:
+// the caller may hand back the forward's P (relaxed_conv_forward's P_out, layout
+// (C, N, n_out, k)), else it is recomputed block by block. All GEMMs are split over the
+// OpenMP threads; none is per sample (the small per-sample GEMMs of an earlier version
+// spent most of their time in BLAS call overhead).
 //
 // Receptive (integer index): P'[n] is a generalised im2col gather (index -1 reads
 // zero), then the same per-sample GEMM. Its input gradient is the matching
@@ -22,9 +29,9 @@ namespace pcn {
 
 namespace {
 
-constexpr int kSlot = 3;                         // our scratch slot; 0-2 are the convolution's
+constexpr int kSlot = 3;                         // our scratch slot for P blocks (see relaxed.h)
 constexpr double kSerialWork = 262144.0;         // below this many multiply-adds, stay on one thread
-constexpr index_t kBlockElems = index_t(1) << 22;  // P' block budget (elements) for the relaxed kernels
+constexpr index_t kBlockElems = index_t(1) << 22;  // scratch budget (elements) of one relaxed block
 
 inline bool threads_pay(double work) { return max_threads() > 1 && !in_parallel() && work >= kSerialWork; }
 
@@ -42,29 +49,6 @@ void for_samples(index_t cnt, double work_per_sample, F&& f) {
     }
 }
 
-// Lp[i, s, j] = L[i, j, s]  (and back with inverse = true).
-template <typename T>
-void permute_L(const T* src, T* dst, index_t n_in, index_t n_out, index_t k, bool inverse) {
-    const bool par = threads_pay(double(n_in) * n_out * k * 4);
-#pragma omp parallel for schedule(static) if (par)
-    for (index_t i = 0; i < n_in; ++i) {
-        const index_t base = i * n_out * k;
-        for (index_t j = 0; j < n_out; ++j)
-            for (index_t s = 0; s < k; ++s) {
-                if (inverse)
-                    dst[base + j * k + s] = src[base + s * n_out + j];
-                else
-                    dst[base + s * n_out + j] = src[base + j * k + s];
-            }
-    }
-}
-
-// Samples per block so that a (nb*C, k*n_out) buffer stays within budget (at least one sample).
-inline index_t block_samples(const RelaxedArgs& a) {
-    const index_t per = std::max<index_t>(1, a.C * a.k * a.n_out);
-    return std::max<index_t>(1, std::min<index_t>(std::max<index_t>(a.N, 1), kBlockElems / per));
-}
-
 // Sums nt per-thread partials of size m into out.
 template <typename T>
 void reduce_parts(const std::vector<T>& parts, int nt, index_t m, T* out) {
@@ -73,6 +57,15 @@ void reduce_parts(const std::vector<T>& parts, int nt, index_t m, T* out) {
         for (int t = 0; t < nt; ++t) s += parts[std::size_t(t) * m + i];
         out[i] = s;
     }
+}
+
+// dst[b, a, :] = src[a, b, :] for a < A, b < B, rows of m elements.
+template <typename T>
+void swap_outer(const T* src, T* dst, index_t A, index_t B, index_t m) {
+    const bool par = threads_pay(double(A) * B * m);
+#pragma omp parallel for schedule(static) if (par)
+    for (index_t bi = 0; bi < B; ++bi)
+        for (index_t ai = 0; ai < A; ++ai) std::memcpy(dst + (bi * A + ai) * m, src + (ai * B + bi) * m, sizeof(T) * m);
 }
 
 // cols (C*k, n_out), rows (c, s): cols[(c*k+s), j] = x[c, idxT[s, j]] or 0 for -1.
@@ -121,30 +114,70 @@ std::vector<index_t> transpose_index(const index_t* index, index_t n_out, index_
 }  // namespace
 
 // ------------------------------------------------------------------ relaxed (dense L)
+// Samples per block: the x, P, dP, grad_y/y staging and grad_x buffers of one sample, all
+// within budget (at least one sample).
+inline index_t relaxed_block(const RelaxedArgs& a) {
+    const index_t per = std::max<index_t>(1, 2 * a.C * a.k * a.n_out + a.O * a.n_out + 2 * a.C * a.n_in);
+    return std::max<index_t>(1, std::min<index_t>(std::max<index_t>(a.N, 1), kBlockElems / per));
+}
+
+// Where a block's P lives: channel c's (cnt*n_out, k) rows start at base + c * cstride.
 template <typename T>
-void relaxed_conv_forward(const T* x, const T* L, const T* w, const T* bias, T* y, const RelaxedArgs& a) {
+struct PBlock {
+    T* base;
+    index_t cstride;
+    T* chan(index_t c) const { return base + c * cstride; }
+};
+
+// Channel-major view of a block of x: xs (C, cnt, n_in), a copy unless C == 1.
+template <typename T>
+const T* channel_major(const T* xb, T* buf, index_t cnt, const RelaxedArgs& a) {
+    if (a.C == 1) return xb;
+    swap_outer(xb, buf, cnt, a.C, a.n_in);
+    return buf;
+}
+
+// P[c] (cnt*n_out, k) = xs[c] (cnt, n_in) @ L (n_in, n_out*k), for every channel.
+template <typename T>
+void compute_P(const T* xs, const T* L, const PBlock<T>& P, index_t cnt, const RelaxedArgs& a) {
+    const index_t Kn = a.k * a.n_out;
+    if (P.cstride == cnt * Kn) {  // channels adjacent: one GEMM
+        gemm<T>(false, false, a.C * cnt, Kn, a.n_in, T(1), xs, a.n_in, L, Kn, T(0), P.base, Kn, true);
+        return;
+    }
+    for (index_t c = 0; c < a.C; ++c)
+        gemm<T>(false, false, cnt, Kn, a.n_in, T(1), xs + c * cnt * a.n_in, a.n_in, L, Kn, T(0), P.chan(c), Kn, true);
+}
+
+template <typename T>
+void relaxed_conv_forward(const T* x, const T* L, const T* w, const T* bias, T* y, T* P_out,
+                          const RelaxedArgs& a) {
     const index_t Ck = a.C * a.k, Kn = a.k * a.n_out, Y = a.O * a.n_out;
     if (a.N <= 0) return;
-    if (Y <= 0) return;
-    if (Ck <= 0 || a.n_out <= 0) {
+    if (Ck <= 0 || a.n_out <= 0 || a.n_in <= 0) {
         std::fill(y, y + a.N * Y, T(0));
-    } else {
-        const index_t nb = block_samples(a);
-        T* buf = scratch<T>(kSlot, std::size_t(a.n_in * Kn + nb * a.C * Kn));
-        T* Lp = buf;
-        T* P = buf + a.n_in * Kn;
-        permute_L(L, Lp, a.n_in, a.n_out, a.k, false);
+        if (P_out) std::fill(P_out, P_out + a.N * a.C * Kn, T(0));
+    } else if (Y > 0 || P_out) {
+        const index_t nb = relaxed_block(a);
+        // buffer: xs (C > 1) | P block (no P_out) | Z
+        const index_t sz_x = a.C > 1 ? nb * a.C * a.n_in : 0, sz_P = P_out ? 0 : nb * a.C * Kn;
+        T* buf = scratch<T>(kSlot, std::size_t(sz_x + sz_P + nb * Y));
+        T* Z = buf + sz_x + sz_P;
         for (index_t n0 = 0; n0 < a.N; n0 += nb) {
             const index_t cnt = std::min(nb, a.N - n0);
-            gemm<T>(false, false, cnt * a.C, Kn, a.n_in, T(1), x + n0 * a.C * a.n_in, a.n_in, Lp, Kn, T(0), P, Kn,
-                    true);
-            for_samples(cnt, double(a.O) * Ck * a.n_out, [&](index_t i, bool par) {
-                gemm<T>(false, false, a.O, a.n_out, Ck, T(1), w, Ck, P + i * a.C * Kn, a.n_out, T(0),
-                        y + (n0 + i) * Y, a.n_out, par);
-            });
+            const T* xs = channel_major(x + n0 * a.C * a.n_in, buf, cnt, a);
+            const PBlock<T> P = P_out ? PBlock<T>{P_out + n0 * Kn, a.N * Kn} : PBlock<T>{buf + sz_x, cnt * Kn};
+            compute_P(xs, L, P, cnt, a);
+            if (Y <= 0) continue;
+            // Z (O, cnt*n_out) = sum_c w[:, c, :] (O, k) @ P[c]^T: the mixing of the whole block
+            // in C GEMMs (per-sample GEMMs of 8 x 784 x 9 were a third of the time, in BLAS overhead)
+            for (index_t c = 0; c < a.C; ++c)
+                gemm<T>(false, true, a.O, cnt * a.n_out, a.k, T(1), w + c * a.k, Ck, P.chan(c), a.k,
+                        c ? T(1) : T(0), Z, cnt * a.n_out, true);
+            swap_outer(Z, y + n0 * Y, a.O, cnt, a.n_out);  // (O, cnt, n_out) -> (cnt, O, n_out)
         }
     }
-    if (bias) add_channel_bias(y, bias, a.N, a.O, a.n_out);
+    if (bias && Y > 0) add_channel_bias(y, bias, a.N, a.O, a.n_out);
 }
 
 // gb[o] = sum over samples and outputs of gy (zeros for an empty batch)
@@ -157,53 +190,54 @@ void bias_grad(const T* gy, T* gb, const RelaxedArgs& a) {
 }
 
 template <typename T>
-void relaxed_conv_backward(const T* gy, const T* x, const T* L, const T* w, T* gx, T* gL, T* gw, T* gb,
-                           const RelaxedArgs& a) {
+void relaxed_conv_backward(const T* gy, const T* x, const T* L, const T* w, const T* P_in, T* gx, T* gL, T* gw,
+                           T* gb, const RelaxedArgs& a) {
     const index_t Ck = a.C * a.k, Kn = a.k * a.n_out, LS = a.n_in * Kn, WS = a.O * Ck;
     if (gb) bias_grad(gy, gb, a);
-    if (gx) std::fill(gx, gx + a.N * a.C * a.n_in, T(0));
-    if (gL) std::fill(gL, gL + LS, T(0));
-    if (gw) std::fill(gw, gw + WS, T(0));
-    if (a.N <= 0 || Ck <= 0 || a.n_out <= 0 || a.O <= 0 || (!gx && !gL && !gw)) return;
+    if (gw) std::fill(gw, gw + WS, T(0));  // accumulated over blocks and channels
+    if (a.N <= 0 || Ck <= 0 || a.n_out <= 0 || a.O <= 0 || (!gx && !gL && !gw)) {
+        // nothing flows back: zero gradients (the GEMMs below overwrite them otherwise, so
+        // no fill there: for gL that would be a second pass over n_in*n_out*k elements)
+        if (gx) std::fill(gx, gx + a.N * a.C * a.n_in, T(0));
+        if (gL) std::fill(gL, gL + LS, T(0));
+        return;
+    }
 
-    const index_t nb = block_samples(a);
+    const index_t nb = relaxed_block(a);
     const bool need_dP = gx || gL;
-    // buffer: Lp | gLp | P block | dP block
-    const index_t sz_Lp = LS, sz_gLp = gL ? LS : 0, sz_P = gw ? nb * a.C * Kn : 0, sz_dP = need_dP ? nb * a.C * Kn : 0;
-    T* buf = scratch<T>(kSlot, std::size_t(sz_Lp + sz_gLp + sz_P + sz_dP));
-    T* Lp = buf;
-    T* gLp = Lp + sz_Lp;
-    T* P = gLp + sz_gLp;
-    T* dP = P + sz_P;
-    permute_L(L, Lp, a.n_in, a.n_out, a.k, false);
-    if (gL) std::fill(gLp, gLp + LS, T(0));
-    const int nt = max_threads();
-    std::vector<T> parts(gw ? std::size_t(nt) * WS : 0, T(0));
+    const bool own_P = gw && !P_in;
+    // buffer: xs (C > 1) | P block (recomputed) | dP block | G | grad xs (C > 1)
+    const index_t sz_x = a.C > 1 ? nb * a.C * a.n_in : 0, sz_P = own_P ? nb * a.C * Kn : 0,
+                  sz_dP = need_dP ? nb * a.C * Kn : 0, sz_G = nb * a.O * a.n_out,
+                  sz_gx = gx && a.C > 1 ? nb * a.C * a.n_in : 0;
+    T* buf = scratch<T>(kSlot, std::size_t(sz_x + sz_P + sz_dP + sz_G + sz_gx));
+    T* dP = buf + sz_x + sz_P;
+    T* G = dP + sz_dP;
+    T* gxs_buf = G + sz_G;
 
     for (index_t n0 = 0; n0 < a.N; n0 += nb) {
-        const index_t cnt = std::min(nb, a.N - n0);
-        const T* xb = x + n0 * a.C * a.n_in;
-        if (gw) gemm<T>(false, false, cnt * a.C, Kn, a.n_in, T(1), xb, a.n_in, Lp, Kn, T(0), P, Kn, true);
-        const double work = double(a.O) * Ck * a.n_out * ((gw ? 1 : 0) + (need_dP ? 1 : 0));
-        for_samples(cnt, work, [&](index_t i, bool par) {
-            const T* gyn = gy + (n0 + i) * a.O * a.n_out;
-            if (gw) {
-                T* acc = parts.data() + std::size_t(par ? 0 : thread_id()) * WS;
-                gemm<T>(false, true, a.O, Ck, a.n_out, T(1), gyn, a.n_out, P + i * a.C * Kn, a.n_out, T(1), acc, Ck,
-                        par);
-            }
-            if (need_dP)
-                gemm<T>(true, false, Ck, a.n_out, a.O, T(1), w, Ck, gyn, a.n_out, T(0), dP + i * a.C * Kn, a.n_out,
-                        par);
-        });
-        if (gx && a.n_in > 0)
-            gemm<T>(false, true, cnt * a.C, a.n_in, Kn, T(1), dP, Kn, Lp, Kn, T(0), gx + n0 * a.C * a.n_in, a.n_in,
-                    true);
+        const index_t cnt = std::min(nb, a.N - n0), M = cnt * a.n_out;
+        const T* xs = channel_major(x + n0 * a.C * a.n_in, buf, cnt, a);
+        swap_outer(gy + n0 * a.O * a.n_out, G, cnt, a.O, a.n_out);  // G (O, cnt*n_out)
+        if (gw) {
+            const PBlock<T> P = P_in ? PBlock<T>{const_cast<T*>(P_in) + n0 * Kn, a.N * Kn}
+                                     : PBlock<T>{buf + sz_x, cnt * Kn};
+            if (own_P) compute_P(xs, L, P, cnt, a);
+            for (index_t c = 0; c < a.C; ++c)  // gw[:, c, :] (O, k) += G (O, M) @ P[c] (M, k)
+                gemm<T>(false, false, a.O, a.k, M, T(1), G, M, P.chan(c), a.k, T(1), gw + c * a.k, Ck, true);
+        }
+        if (!need_dP) continue;
+        for (index_t c = 0; c < a.C; ++c)  // dP[c] (M, k) = G^T (M, O) @ w[:, c, :] (O, k)
+            gemm<T>(true, false, M, a.k, a.O, T(1), G, M, w + c * a.k, Ck, T(0), dP + c * cnt * Kn, a.k, true);
+        if (gx && a.n_in > 0) {
+            T* gxb = gx + n0 * a.C * a.n_in;
+            T* gxs = a.C > 1 ? gxs_buf : gxb;
+            gemm<T>(false, true, a.C * cnt, a.n_in, Kn, T(1), dP, Kn, L, Kn, T(0), gxs, a.n_in, true);
+            if (a.C > 1) swap_outer(gxs, gxb, a.C, cnt, a.n_in);
+        }
         if (gL && a.n_in > 0)
-            gemm<T>(true, false, a.n_in, Kn, cnt * a.C, T(1), xb, a.n_in, dP, Kn, T(1), gLp, Kn, true);
+            gemm<T>(true, false, a.n_in, Kn, a.C * cnt, T(1), xs, a.n_in, dP, Kn, n0 ? T(1) : T(0), gL, Kn, true);
     }
-    if (gL) permute_L(gLp, gL, a.n_in, a.n_out, a.k, true);
-    if (gw) reduce_parts(parts, nt, WS, gw);
 }
 
 // ------------------------------------------------------------------ receptive (integer index)
@@ -256,8 +290,8 @@ void receptive_conv_backward(const T* gy, const T* x, const index_t* index, cons
 }
 
 #define PCN_INST(T)                                                                                              \
-    template void relaxed_conv_forward<T>(const T*, const T*, const T*, const T*, T*, const RelaxedArgs&);      \
-    template void relaxed_conv_backward<T>(const T*, const T*, const T*, const T*, T*, T*, T*, T*,              \
+    template void relaxed_conv_forward<T>(const T*, const T*, const T*, const T*, T*, T*, const RelaxedArgs&); \
+    template void relaxed_conv_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*,    \
                                            const RelaxedArgs&);                                                 \
     template void receptive_conv_forward<T>(const T*, const index_t*, const T*, const T*, T*, const RelaxedArgs&); \
     template void receptive_conv_backward<T>(const T*, const T*, const index_t*, const T*, T*, T*, T*,          \

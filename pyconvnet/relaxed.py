@@ -114,31 +114,50 @@ def _check_grad_y(grad_y, x, o, n_out):
     return grad_y
 
 
-def relaxed_conv(x, L, w, bias=None):
+def relaxed_conv(x, L, w, bias=None, *, return_patches=False):
     """Relaxed convolution with a dense receptive-field tensor.
 
     x (N, C_in, n_in), L (n_in, n_out, k), w (C_out, C_in, k), bias (C_out,) ->
     y (N, C_out, n_out) with y[n,o,j] = sum_{c,s,i} w[o,c,s] x[n,c,i] L[i,j,s] + bias[o].
-    Two GEMMs: (N*C_in, n_in) @ (n_in, k*n_out), then (C_out, C_in*k) @ (C_in*k, n_out) per sample."""
+    One big GEMM P = (C_in*N, n_in) @ (n_in, n_out*k), then C_in small ones mixing P with w.
+
+    return_patches=True returns (y, P) with P (C_in, N, n_out, k), P[c, n, j, s] = sum_i
+    x[n, c, i] L[i, j, s] (channel-major: the kernels' own layout); hand P to
+    :func:`relaxed_conv_backward` as ``patches`` and the backward skips recomputing it
+    (one GEMM as large as the forward's)."""
     x = float_array(x, "x")
     check_ndim(x, "x", 3, "(N, C_in, n_in)")
     L = _check_L(L, x)
     x, w = _check_xw(x, w, L.shape[2], "L.shape[2]")
     bias = _check_bias(bias, w.shape[0], x.dtype)
-    return _core.relaxed_conv_forward(x, L, w, bias)
+    return _core.relaxed_conv_forward(x, L, w, bias, bool(return_patches))
 
 
-def relaxed_conv_backward(grad_y, x, L, w, *, need_grad_x=True, need_grad_L=True):
+def _check_patches(patches, x, L):
+    if patches is None:
+        return None
+    want = (x.shape[1], x.shape[0], L.shape[1], L.shape[2])
+    if not isinstance(patches, np.ndarray) or patches.dtype != x.dtype or patches.shape != want:
+        got = (f"{patches.dtype} array of shape {patches.shape}" if isinstance(patches, np.ndarray)
+               else type(patches).__name__)
+        raise ValueError(f"patches: expected the {x.dtype} array of shape {want} that relaxed_conv returned "
+                         f"with return_patches=True, got {got}")
+    return patches
+
+
+def relaxed_conv_backward(grad_y, x, L, w, *, patches=None, need_grad_x=True, need_grad_L=True):
     """Gradients of :func:`relaxed_conv`: (grad_x, grad_L, grad_w, grad_bias).
 
-    need_grad_x=False / need_grad_L=False skip those (returned as None): each costs one
-    (N*C_in) x n_in x (k*n_out) GEMM."""
+    patches: the P (C_in, N, n_out, k) from ``relaxed_conv(..., return_patches=True)`` on the same
+    x and L; without it P is recomputed. need_grad_x=False / need_grad_L=False skip those
+    (returned as None): each costs one (N*C_in) x n_in x (n_out*k) GEMM."""
     x = float_array(x, "x")
     check_ndim(x, "x", 3, "(N, C_in, n_in)")
     L = _check_L(L, x)
     x, w = _check_xw(x, w, L.shape[2], "L.shape[2]")
     grad_y = _check_grad_y(grad_y, x, w.shape[0], L.shape[1])
-    return _core.relaxed_conv_backward(grad_y, x, L, w, bool(need_grad_x), bool(need_grad_L))
+    patches = _check_patches(patches, x, L)
+    return _core.relaxed_conv_backward(grad_y, x, L, w, patches, bool(need_grad_x), bool(need_grad_L))
 
 
 def receptive_conv(x, index, w, bias=None):
@@ -378,7 +397,12 @@ class RelaxedConv(ParamLayer):
     with respect to L_c in grads['R'] (the softmax Jacobian not applied, see
     :func:`soft_receptive_field_backward`); ``weight_grad=False`` skips grad weight/bias
     (left 0). ``hold_L()`` (a context manager) reuses one L_c for every forward inside it
-    (R must not change there)."""
+    (R must not change there). A training forward keeps the patches P (C_in, N, n_out, k)
+    for the backward's grad_weight when they take at most ``patch_cache_bytes`` (class
+    attribute, 256 MiB); otherwise the backward recomputes them (one GEMM as large as the
+    forward's)."""
+
+    patch_cache_bytes = 256 * 2**20
 
     def __init__(self, in_channels, out_channels, n_in, n_out, k, centre=True, centre_map=None, init_grid=None,
                  bias=True, discrete=False, r_std=1e-3, grid_logit=None, *, init="kaiming_normal",
@@ -539,14 +563,20 @@ class RelaxedConv(ParamLayer):
         w, b = self._params["weight"], self._params.get("bias")
         if self.discrete:
             idx = self._buffers["index"]
-            self._cache = (x.shape, x3, idx, None)
+            self._cache = (x.shape, x3, idx, None, None)
             return receptive_conv(x3, idx, w, b)
         L = self.soft_L()
-        self._cache = (x.shape, x3, None, L)
-        return relaxed_conv(x3, L, w, b)
+        P = None
+        if training and self.weight_grad and x3.shape[0] * x3.shape[1] * L[0].size * x3.itemsize \
+                <= self.patch_cache_bytes:
+            y, P = relaxed_conv(x3, L, w, b, return_patches=True)
+        else:
+            y = relaxed_conv(x3, L, w, b)
+        self._cache = (x.shape, x3, None, L, P)
+        return y
 
     def backward(self, grad_y):
-        shape, x3, idx, L = self._saved()
+        shape, x3, idx, L, P = self._saved()
         w = self._params["weight"]
         if idx is not None:
             gx, gw, gb = receptive_conv_backward(grad_y, x3, idx, w, need_grad_x=self.need_input_grad)
@@ -556,8 +586,9 @@ class RelaxedConv(ParamLayer):
             if mode not in (True, False, "L"):
                 raise ValueError(f"arch_grad: expected True, False or 'L', got {mode!r}")
             gx, gL, gw, gb = _core.relaxed_conv_backward(
-                _check_grad_y(grad_y, x3, w.shape[0], self.n_out), x3, L, w, bool(self.need_input_grad),
-                mode is not False, bool(self.weight_grad), bool(self.weight_grad))
+                _check_grad_y(grad_y, x3, w.shape[0], self.n_out), x3, L, w, patches=P,
+                need_input=bool(self.need_input_grad), need_L=mode is not False,
+                need_weight=bool(self.weight_grad), need_bias=bool(self.weight_grad))
             if gL is None:
                 self._grads["R"].fill(0)
             elif mode == "L":

@@ -78,6 +78,13 @@ def test_relaxed_conv_matches_reference(s, dtype, seed):
     gx, gL, gw, gb = R.relaxed_conv_backward(gy, x, L, w, need_grad_x=False, need_grad_L=False)
     assert gx is None and gL is None
     close(gw, want[2], dtype, "grad_w alone")
+    # the forward's patches handed to the backward: same gradients, P = x L
+    y2, P = R.relaxed_conv(x, L, w, b, return_patches=True)
+    close(y2, R.ref_relaxed_conv(x, L, w, b), dtype, "y with patches")
+    close(P, np.einsum("nci,ijs->cnjs", x.astype(F64), L.astype(F64)), dtype, "patches")
+    got = R.relaxed_conv_backward(gy, x, L, w, patches=P)
+    for name, g, r in zip(("grad_x", "grad_L", "grad_w", "grad_bias"), got, want):
+        close(g, r, dtype, name + " (patches given)")
 
 
 @given(s=sizes(), dtype=dtypes, seed=seeds)
@@ -114,14 +121,17 @@ def test_large_threaded_and_blocked_paths(threads, dtype):
             b = rng.standard_normal(O).astype(dtype)
             y = R.relaxed_conv(x, L, w, b)
             close(y, einsum_relaxed(x, L, w, b), dtype, "y")
+            y2, P = R.relaxed_conv(x, L, w, b, return_patches=True)  # blocks write into P's channel rows
+            close(y2, einsum_relaxed(x, L, w, b), dtype, "y (patches returned)")
             gy = rng.standard_normal(y.shape).astype(dtype)
-            gx, gL, gw, gb = R.relaxed_conv_backward(gy, x, L, w)
             x64, L64, w64, g64 = (a.astype(F64) for a in (x, L, w, gy))
             dP = np.einsum("ocs,noj->ncjs", w64, g64)
-            close(gx, np.einsum("ncjs,ijs->nci", dP, L64), dtype, "grad_x")
-            close(gL, np.einsum("nci,ncjs->ijs", x64, dP), dtype, "grad_L")
-            close(gw, np.einsum("noj,nci,ijs->ocs", g64, x64, L64), dtype, "grad_w")
-            close(gb, g64.sum(axis=(0, 2)), dtype, "grad_bias")
+            for patches in (None, P):
+                gx, gL, gw, gb = R.relaxed_conv_backward(gy, x, L, w, patches=patches)
+                close(gx, np.einsum("ncjs,ijs->nci", dP, L64), dtype, "grad_x")
+                close(gL, np.einsum("nci,ncjs->ijs", x64, dP), dtype, "grad_L")
+                close(gw, np.einsum("noj,nci,ijs->ocs", g64, x64, L64), dtype, "grad_w")
+                close(gb, g64.sum(axis=(0, 2)), dtype, "grad_bias")
             idx = rng.integers(-1, n_in, size=(n_out, k))
             Lh = R.index_to_L(idx, n_in, F64)
             y2 = R.receptive_conv(x, idx, w, b)
@@ -268,6 +278,12 @@ BAD = {
     "relaxed bias shape": (lambda: R.relaxed_conv(X, Lm, Wm, np.zeros(5)), ValueError, r"^bias"),
     "relaxed grad_y shape": (lambda: R.relaxed_conv_backward(GY[:, :, :3], X, Lm, Wm), ValueError, r"^grad_y"),
     "relaxed grad_y dtype": (lambda: R.relaxed_conv_backward(GY.astype(F32), X, Lm, Wm), TypeError, r"^grad_y"),
+    "relaxed patches shape": (lambda: R.relaxed_conv_backward(GY, X, Lm, Wm, patches=np.zeros((2, 3, 4, 1))),
+                              ValueError, r"^patches:.*\(3, 2, 4, 2\)"),
+    "relaxed patches dtype": (lambda: R.relaxed_conv_backward(GY, X, Lm, Wm, patches=np.zeros((3, 2, 4, 2), F32)),
+                              ValueError, r"^patches:.*float32"),
+    "relaxed patches list": (lambda: R.relaxed_conv_backward(GY, X, Lm, Wm, patches=[[0.0]]), ValueError,
+                             r"^patches:.*list"),
     "receptive float index": (lambda: R.receptive_conv(X, IDX.astype(float), Wm), ValueError, r"^index.*float64"),
     "receptive bool index": (lambda: R.receptive_conv(X, IDX > 0, Wm), ValueError, r"^index.*bool"),
     "receptive index too large": (lambda: R.receptive_conv(X, IDX + 5, Wm), ValueError, r"^index.*\[-1, 5\)"),
@@ -289,6 +305,8 @@ BAD = {
     "core w": (lambda: _core.relaxed_conv_forward(X, Lm, Wm[:, :1], None), ValueError, r"^w:"),
     "core bias": (lambda: _core.relaxed_conv_forward(X, Lm, Wm, np.zeros(2)), ValueError, r"^bias"),
     "core grad_y": (lambda: _core.relaxed_conv_backward(GY[:, :2], X, Lm, Wm), ValueError, r"^grad_y"),
+    "core patches": (lambda: _core.relaxed_conv_backward(GY, X, Lm, Wm, np.zeros((2, 3, 4, 3))), ValueError,
+                     r"^patches"),
     "core receptive grad_y": (lambda: _core.receptive_conv_backward(GY[:, :, :1], X, IDX, Wm), ValueError,
                               r"^grad_y"),
 }
@@ -315,6 +333,25 @@ def test_layer_params_centre_and_gradients():
     layer.arch_grad = False
     layer.backward(np.ones((3, 3, 6)))
     assert not layer.grads["R"].any()
+
+
+def test_layer_keeps_patches_for_its_backward():
+    """A training forward hands P to the backward; the gradients equal the recomputing path's."""
+    x = np.random.default_rng(2).standard_normal((4, 2, 6))
+    gy = np.random.default_rng(3).standard_normal((4, 3, 6))
+    grads, layers = [], []
+    for budget in (R.RelaxedConv.patch_cache_bytes, 0):
+        layer = R.RelaxedConv(2, 3, 6, 6, 4, seed=0, dtype=F64, r_std=0.5)
+        layer.patch_cache_bytes = budget
+        layer.forward(x, training=True)
+        assert (layer._cache[-1] is not None) == (budget > 0)
+        gx = layer.backward(gy)
+        grads.append([gx] + [layer.grads[k].copy() for k in ("R", "weight", "bias")])
+        layers.append(layer)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    layers[0].forward(x, training=False)  # inference keeps no patches
+    assert layers[0]._cache[-1] is None
 
 
 def test_layer_discretize_matches_one_hot_relaxed():

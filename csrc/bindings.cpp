@@ -18,6 +18,7 @@
 #include <string>
 
 #include "activation.h"
+#include "loss.h"
 #include "batchnorm.h"
 #include "conv.h"
 #include "conv_direct.h"
@@ -113,6 +114,24 @@ pcn::ConvArgs conv_args(index_t N, index_t C, index_t H, index_t W, index_t O, i
     return a;
 }
 
+// A caller's preallocated gradient buffer (a layer's own grad array): written in place.
+template <typename T>
+using outarr = std::optional<py::array_t<T, py::array::c_style>>;
+
+// Data of `given` (exactly `want`, writeable), else of a fresh array of that shape; ret holds it.
+template <typename T>
+T* out_or_new(outarr<T>& given, const char* name, std::initializer_list<index_t> want, py::object& ret) {
+    if (given) {
+        check_shape(*given, name, want);
+        if (!given->writeable()) fail(std::string(name) + ": expected a writeable array");
+        ret = *given;
+        return given->mutable_data();
+    }
+    arr<T> a{std::vector<index_t>(want)};
+    ret = a;
+    return a.mutable_data();
+}
+
 template <typename T>
 const T* opt_ptr(const oarr<T>& b, const char* name, index_t n) {
     if (!b) return nullptr;
@@ -144,7 +163,7 @@ arr<T> conv2d_forward(arr<T> x, arr<T> w, oarr<T> bias, I2 stride, I4 pad, I2 di
 
 template <typename T>
 py::tuple conv2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 stride, I4 pad, I2 dil, index_t groups, bool need_x,
-                          bool need_w, bool need_b) {
+                          bool need_w, bool need_b, outarr<T> gw_out, outarr<T> gb_out) {
     check_ndim(x, "input", 4);
     check_ndim(w, "weight", 4);
     const index_t N = x.shape(0), C = x.shape(1), O = w.shape(0);
@@ -152,12 +171,12 @@ py::tuple conv2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 stride, I4 pad, I2 d
     auto a = conv_args(N, C, x.shape(2), x.shape(3), O, w.shape(2), w.shape(3), stride, pad, dil, groups, "weight");
     check_shape(gy, "grad_output", {N, O, a.g.OH, a.g.OW});
     py::object gx = py::none(), gw = py::none(), gb = py::none();
-    arr<T> ax, aw, ab;
+    arr<T> ax;
     const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
     T *gxp = nullptr, *gwp = nullptr, *gbp = nullptr;
     if (need_x) { ax = arr<T>({N, C, a.g.H, a.g.W}); gxp = ax.mutable_data(); gx = ax; }
-    if (need_w) { aw = arr<T>({O, C / groups, a.g.kh, a.g.kw}); gwp = aw.mutable_data(); gw = aw; }
-    if (need_b) { ab = arr<T>({O}); gbp = ab.mutable_data(); gb = ab; }
+    if (need_w) gwp = out_or_new(gw_out, "grad_weight_out", {O, C / groups, a.g.kh, a.g.kw}, gw);
+    if (need_b) gbp = out_or_new(gb_out, "grad_bias_out", {O}, gb);
     {
         py::gil_scoped_release nogil;
         if (gxp) pcn::conv2d_backward_data(gyp, wp, gxp, a);
@@ -457,15 +476,16 @@ arr<T> linear_forward(arr<T> x, arr<T> w, oarr<T> bias) {
 }
 
 template <typename T>
-py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x) {
+py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x, outarr<T> gw_out, outarr<T> gb_out) {
     check_ndim(x, "input", 2);
     check_ndim(w, "weight", 2);
     const index_t N = x.shape(0), in = x.shape(1), out = w.shape(0);
     if (w.shape(1) != in)
         fail("weight: expected shape (out_features, " + std::to_string(in) + "), got " + shape_str(w));
     check_shape(gy, "grad_output", {N, out});
-    arr<T> gw({out, in}), gb({out});
-    py::object gxo = py::none();
+    py::object gxo = py::none(), gw, gb;
+    T* gwp = out_or_new(gw_out, "grad_weight_out", {out, in}, gw);
+    T* gbp = out_or_new(gb_out, "grad_bias_out", {out}, gb);
     T* gxp = nullptr;
     if (need_x) {
         arr<T> gx({N, in});
@@ -473,7 +493,6 @@ py::tuple linear_backward(arr<T> gy, arr<T> x, arr<T> w, bool need_x) {
         gxo = gx;
     }
     const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
-    T *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
     {
         py::gil_scoped_release nogil;
         pcn::linear_backward(gyp, xp, wp, gxp, gwp, gbp, N, in, out);
@@ -510,6 +529,73 @@ arr<T> unary_backward(arr<T> gy, arr<T> y) {
         F(gp, yp, xp, n);
     }
     return gx;
+}
+
+// ---------------------------------------------------------------- softmax cross-entropy
+using labels_arr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+// labels: integers (N,) in [0, C). Returns them as C-contiguous int64.
+labels_arr checked_labels(const py::array& labels, index_t N, index_t C) {
+    const char kind = labels.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        fail("labels: expected integer class indices, got dtype " + std::string(py::str(labels.dtype())));
+    if (labels.ndim() != 1 || labels.shape(0) != N)
+        fail("labels: expected integer labels of shape (" + std::to_string(N) + ",) for logits (" +
+             std::to_string(N) + ", " + std::to_string(C) + "), got " + shape_str(labels));
+    if (kind == 'u' && labels.dtype().itemsize() >= 8) {  // above INT64_MAX would wrap to negatives
+        auto u = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>::ensure(labels);
+        for (py::ssize_t i = 0; i < u.size(); ++i)
+            if (u.data()[i] >= std::uint64_t(C))
+                fail("labels: class indices must lie in [0, " + std::to_string(C) + "), got " +
+                     std::to_string(u.data()[i]));
+    }
+    labels_arr out = labels_arr::ensure(labels);
+    if (!out) throw py::error_already_set();
+    const std::int64_t* p = out.data();
+    std::int64_t lo = 0, hi = 0;
+    for (py::ssize_t i = 0; i < out.size(); ++i) {
+        lo = i ? std::min(lo, p[i]) : p[i];
+        hi = i ? std::max(hi, p[i]) : p[i];
+    }
+    if (out.size() && (lo < 0 || hi >= C))
+        fail("labels: class indices must lie in [0, " + std::to_string(C) + "), got range [" + std::to_string(lo) +
+             ", " + std::to_string(hi) + "]");
+    return out;
+}
+
+// (total, p): the summed loss (a Python float) and softmax(logits)
+template <typename T>
+py::tuple softmax_xent_forward(arr<T> logits, py::array labels) {
+    if (logits.ndim() != 2) fail("logits: expected (N, C), got shape " + shape_str(logits));
+    const index_t N = logits.shape(0), C = logits.shape(1);
+    if (C < 1 && N > 0) fail("logits: expected at least one class, got shape " + shape_str(logits));
+    labels_arr lab = checked_labels(labels, N, C);
+    arr<T> p({N, C});
+    const T* lp = logits.data();
+    const std::int64_t* yp = lab.data();
+    T* pp = p.mutable_data();
+    double total;
+    {
+        py::gil_scoped_release nogil;
+        total = pcn::softmax_xent_forward<T>(lp, yp, pp, N, C);
+    }
+    return py::make_tuple(total, p);
+}
+
+template <typename T>
+arr<T> softmax_xent_backward(arr<T> p, py::array labels, double scale) {
+    if (p.ndim() != 2) fail("p: expected (N, C), got shape " + shape_str(p));
+    const index_t N = p.shape(0), C = p.shape(1);
+    labels_arr lab = checked_labels(labels, N, C);
+    arr<T> g({N, C});
+    const T* pp = p.data();
+    const std::int64_t* yp = lab.data();
+    T* gp = g.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pcn::softmax_xent_backward<T>(pp, yp, T(scale), gp, N, C);
+    }
+    return g;
 }
 
 // ---------------------------------------------------------------- optimizer steps
@@ -577,7 +663,8 @@ void register_kernels(py::module_& m) {
     using namespace py::literals;
     m.def("conv2d_forward", &conv2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
     m.def("conv2d_backward", &conv2d_backward<T>, "grad_output"_a, "x"_a, "w"_a, "stride"_a, "padding"_a, "dilation"_a,
-          "groups"_a, "need_input"_a = true, "need_weight"_a = true, "need_bias"_a = true);
+          "groups"_a, "need_input"_a = true, "need_weight"_a = true, "need_bias"_a = true,
+          "grad_weight_out"_a.noconvert() = py::none(), "grad_bias_out"_a.noconvert() = py::none());
     m.def("conv_transpose2d_forward", &conv_transpose2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a,
           "output_padding"_a, "dilation"_a, "groups"_a);
     m.def("conv_transpose2d_backward", &conv_transpose2d_backward<T>, "grad_output"_a, "x"_a, "w"_a, "stride"_a,
@@ -606,7 +693,10 @@ void register_kernels(py::module_& m) {
     m.def("sigmoid_forward", &unary<T, pcn::sigmoid_forward<T>>, "x"_a);
     m.def("sigmoid_backward", &unary_backward<T, pcn::sigmoid_backward<T>>, "grad_output"_a, "y"_a);
     m.def("linear_forward", &linear_forward<T>, "x"_a, "w"_a, "bias"_a);
-    m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true);
+    m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true,
+          "grad_weight_out"_a.noconvert() = py::none(), "grad_bias_out"_a.noconvert() = py::none());
+    m.def("softmax_xent_forward", &softmax_xent_forward<T>, "logits"_a, "labels"_a);
+    m.def("softmax_xent_backward", &softmax_xent_backward<T>, "p"_a, "labels"_a, "scale"_a);
 }
 
 }  // namespace
@@ -650,6 +740,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("_set_direct_conv", &pcn::set_direct_conv, "on"_a);
     m.def("_direct_conv_enabled", &pcn::direct_conv_enabled);
     m.def("_direct_conv_calls", &pcn::direct_conv_calls);
+    // ... and the float sigmoid's AVX-512 copy with its SSE2 baseline (returns the previous setting).
+    m.def("_sigmoid_avx512_supported", &pcn::sigmoid_avx512_supported);
+    m.def("_set_sigmoid_avx512", &pcn::set_sigmoid_avx512, "on"_a);
     m.def("blas_info", []() { return std::string(scipy_openblas_get_config()); });
 #ifdef _OPENMP
     m.attr("has_openmp") = true;

@@ -75,3 +75,21 @@ def batched(x: np.ndarray, name: str):
     """(C,H,W) -> (1,C,H,W) like torch's unbatched input; returns (x4, was_unbatched)."""
     check_ndim(x, name, (3, 4), "(N, C, H, W) or (C, H, W)")
     return (x[None], True) if x.ndim == 3 else (x, False)
+
+
+def out_array(out, name: str, shape: tuple, dtype, *inputs) -> np.ndarray | None:
+    """A caller's buffer for a result written in place: None, or exactly a writeable C-contiguous
+    ``dtype`` array of ``shape`` sharing no memory with ``inputs``."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.dtype != dtype:
+        got = f"{out.dtype} array" if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"{name}: expected a {np.dtype(dtype)} array of shape {shape}, got {got}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"{name}: expected a writeable C-contiguous array")
+    for a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{name}: must not overlap the inputs")
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._args import as_float, as_int, batched, check_ndim, float_array, pair
+from ._args import as_float, as_int, batched, check_ndim, float_array, out_array, pair
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
@@ -107,11 +107,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *, need_grad_x=True,
-                    need_grad_bias=True):
+                    need_grad_bias=True, grad_weight_out=None, grad_bias_out=None):
     """Gradients of conv2d: returns (grad_x, grad_weight, grad_bias) shaped like x, weight and (C_out,).
 
     need_grad_x=False skips grad_x (returned as None): a network's first layer needs no input gradient.
-    need_grad_bias=False skips grad_bias (None): a conv without bias (before batch norm) has none."""
+    need_grad_bias=False skips grad_bias (None): a conv without bias (before batch norm) has none.
+    grad_weight_out / grad_bias_out: arrays to write those gradients into (overwritten, and
+    returned), e.g. a layer's own gradient buffers, saving an allocation and a copy."""
     x, weight, _, unb, stride, pad, dilation, groups = _check_conv(x, weight, None, stride, padding, dilation, groups)
     grad_out = float_array(grad_out, "grad_out", x.dtype)
     if unb:
@@ -122,8 +124,10 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     want = (x.shape[0], weight.shape[0], oh, ow)
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want} (the output of conv2d), got {grad_out.shape}")
+    gw_out = out_array(grad_weight_out, "grad_weight_out", weight.shape, x.dtype, grad_out, x, weight)
+    gb_out = out_array(grad_bias_out, "grad_bias_out", (weight.shape[0],), x.dtype, grad_out, x, weight, gw_out)
     gx, gw, gb = _core.conv2d_backward(grad_out, x, weight, stride, pad, dilation, groups, bool(need_grad_x), True,
-                                       bool(need_grad_bias))
+                                       bool(need_grad_bias), gw_out, gb_out)
     return (gx[0] if unb and gx is not None else gx), gw, gb
 
 
@@ -413,8 +417,9 @@ def linear(x, weight, bias=None):
     return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
-def linear_backward(grad_out, x, weight, *, need_grad_x=True):
-    """Gradients of linear: (grad_x, grad_weight, grad_bias); grad_x is None when need_grad_x=False."""
+def linear_backward(grad_out, x, weight, *, need_grad_x=True, grad_weight_out=None, grad_bias_out=None):
+    """Gradients of linear: (grad_x, grad_weight, grad_bias); grad_x is None when need_grad_x=False.
+    grad_weight_out / grad_bias_out: arrays to write those gradients into (as conv2d_backward)."""
     x = float_array(x, "x")
     weight = float_array(weight, "weight", x.dtype)
     check_ndim(weight, "weight", 2, "(out_features, in_features)")
@@ -424,8 +429,10 @@ def linear_backward(grad_out, x, weight, *, need_grad_x=True):
     want = x.shape[:-1] + (weight.shape[0],)
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want}, got {grad_out.shape}")
+    gw_out = out_array(grad_weight_out, "grad_weight_out", weight.shape, x.dtype, grad_out, x, weight)
+    gb_out = out_array(grad_bias_out, "grad_bias_out", (weight.shape[0],), x.dtype, grad_out, x, weight, gw_out)
     gx, gw, gb = _core.linear_backward(grad_out.reshape(-1, weight.shape[0]), x.reshape(-1, x.shape[-1]), weight,
-                                       bool(need_grad_x))
+                                       bool(need_grad_x), gw_out, gb_out)
     return (gx.reshape(x.shape) if gx is not None else None), gw, gb
 
 
@@ -451,7 +458,7 @@ def relu_backward(grad_out, y):
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) (seed 002 eq. 2), elementwise, any shape; never overflows, NaN propagates.
-    float32 flushes results below 1.2e-38 (x < -87.3) to 0."""
+    float32 flushes results below 1.21e-38 (x < -87.3) to 0."""
     return _core.sigmoid_forward(float_array(x, "x"))
 
 

@@ -11,8 +11,11 @@ which stays finite for any finite logits (exp only ever sees values <= 0).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import _core
 from ._args import float_array
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "MSELoss", "BCEWithLogitsLoss", "log_softmax"]
@@ -45,7 +48,9 @@ class Loss:
         return self._cache
 
     def _scale(self, count):
-        return 1.0 / count if self.reduction == "mean" else 1.0
+        if self.reduction == "sum":
+            return 1.0
+        return 1.0 / count if count else math.nan  # the mean of nothing, as torch: nan
 
     def config(self):
         return {"class": type(self).__name__, "args": {"reduction": self.reduction}}
@@ -75,6 +80,11 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"logits: expected (N, C) or (N, C, d1, ...), got shape {a.shape}")
         c = a.shape[1]
         labels = np.asarray(labels)
+        if a.ndim == 2 and labels.dtype.kind in "iu":
+            # the common case in one C++ pass (same arithmetic as below); it checks the labels
+            total, p = _core.softmax_xent_forward(a, labels)
+            self._cache = (p, labels.copy(), None, a.shape[0])
+            return total * self._scale(a.shape[0])
         z = a - a.max(axis=1, keepdims=True)          # eq. 6: subtract alpha = max
         p = np.exp(z)
         s = p.sum(axis=1, keepdims=True)
@@ -105,6 +115,8 @@ class SoftmaxCrossEntropy(Loss):
 
     def backward(self, grad=1.0):
         p, idx, t, count = self._saved()
+        if idx is not None and idx.ndim == 1:  # integer labels of 2-D logits: the C++ pass
+            return _core.softmax_xent_backward(p, idx, float(grad) * self._scale(count))
         k = p.dtype.type(float(grad) * self._scale(count))
         g = p.copy()
         if idx is not None:

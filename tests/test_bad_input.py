@@ -28,6 +28,8 @@ X = a(2, 4, 6, 6)
 W = a(6, 2, 3, 3)
 X32 = X.astype(F32)
 IDX = np.zeros((2, 4, 3, 3), np.int64)
+READ_ONLY_2x5 = np.zeros((2, 5))
+READ_ONLY_2x5.setflags(write=False)
 
 CASES = {
     # ------------------------------------------------------------ conv2d
@@ -230,6 +232,34 @@ CASES = {
                                        r"^grad_out"),
     "linear_backward in_features mismatch": (lambda: F.linear_backward(a(3, 2), a(3, 4), a(2, 5)), ValueError,
                                              r"^x:"),
+    # ------------------------------------------------------------ gradients written into caller buffers
+    "linear_backward grad_weight_out shape": (lambda: F.linear_backward(a(3, 2), a(3, 5), a(2, 5),
+                                                                        grad_weight_out=np.zeros((5, 2))),
+                                              ValueError, r"^grad_weight_out: expected shape \(2, 5\)"),
+    "linear_backward grad_weight_out dtype": (lambda: F.linear_backward(a(3, 2), a(3, 5), a(2, 5),
+                                                                        grad_weight_out=np.zeros((2, 5), F32)),
+                                              TypeError, r"^grad_weight_out: expected a float64 array"),
+    "linear_backward grad_bias_out list": (lambda: F.linear_backward(a(3, 2), a(3, 5), a(2, 5), grad_bias_out=[0, 0]),
+                                           TypeError, r"^grad_bias_out"),
+    "linear_backward grad_weight_out read-only": (lambda: F.linear_backward(a(3, 2), a(3, 5), a(2, 5),
+                                                                            grad_weight_out=READ_ONLY_2x5),
+                                                  ValueError, r"^grad_weight_out: expected a writeable"),
+    "conv2d_backward grad_weight_out non-contiguous": (
+        lambda: F.conv2d_backward(a(2, 6, 4, 4), X, W, groups=2, grad_weight_out=np.zeros((6, 2, 3, 6))[..., ::2]),
+        ValueError, r"^grad_weight_out: expected a writeable C-contiguous"),
+    "conv2d_backward grad_weight_out is the weight": (
+        lambda: F.conv2d_backward(a(2, 6, 4, 4), X, W, groups=2, grad_weight_out=W), ValueError,
+        r"^grad_weight_out: must not overlap"),
+    "conv2d_backward grad_bias_out shape": (
+        lambda: F.conv2d_backward(a(2, 6, 4, 4), X, W, groups=2, grad_bias_out=np.zeros(5)), ValueError,
+        r"^grad_bias_out: expected shape \(6,\)"),
+    # the bindings alone check the buffers too
+    "core linear_backward grad_weight_out": (
+        lambda: pyconvnet._core.linear_backward(a(3, 2), a(3, 5), a(2, 5), True, np.zeros((2, 4))), ValueError,
+        r"^grad_weight_out"),
+    "core conv2d_backward grad_bias_out": (
+        lambda: pyconvnet._core.conv2d_backward(a(2, 6, 4, 4), X, W, (1, 1), (0, 0, 0, 0), (1, 1), 2, True, True, True,
+                                                None, np.zeros(7)), ValueError, r"^grad_bias_out"),
     # ------------------------------------------------------------ threads
     "set_num_threads 0": (lambda: pyconvnet.set_num_threads(0), ValueError, r"set_num_threads.*>= 1"),
     "set_num_threads negative": (lambda: pyconvnet.set_num_threads(-3), ValueError, r"set_num_threads"),

@@ -10,11 +10,14 @@ inputs never modified, unbatched (C, H, W) inputs and empty batches.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pyconvnet import _core
 from pyconvnet import functional as F
 
 from _helpers import (F32, F64, as_tuple, assert_close, check_op, conv_configs, conv_transpose_configs, distinct_values,
@@ -472,28 +475,47 @@ def _sigmoid64(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+SIGMOID_PATHS = ["avx512", "baseline"]
+
+
+@contextlib.contextmanager
+def sigmoid_path(path):
+    """One of the float sigmoid's copies: the AVX-512 one (where the CPU has it) or the SSE2 baseline."""
+    if path == "avx512" and not _core._sigmoid_avx512_supported():
+        pytest.skip("CPU without AVX-512")
+    old = _core._set_sigmoid_avx512(path == "avx512")
+    try:
+        yield
+    finally:
+        _core._set_sigmoid_avx512(old)
+
+
+@pytest.mark.parametrize("path", SIGMOID_PATHS)
 @given(seed=seeds, scale=st.sampled_from([0.1, 3.0, 30.0, 80.0]), n=st.integers(0, 300))
-def test_sigmoid_matches_float64_formula(seed, scale, n):
+def test_sigmoid_matches_float64_formula(path, seed, scale, n):
     """float32 uses its own polynomial exp: within 4 float32 ulps (relative) of the exact value,
-    except that values below 1.2e-38 (x < -87.3) are flushed to 0, as documented."""
+    except that values below 1.21e-38 (x < -87.3, exp(-87.3) = 1.204e-38) are flushed to 0, as documented."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(n) * scale).astype(F32)
-    y = F.sigmoid(x)
+    with sigmoid_path(path):
+        y = F.sigmoid(x)
     want = _sigmoid64(x)
     assert y.dtype == F32 and y.shape == x.shape
-    np.testing.assert_allclose(y, want, rtol=4 * 2.0**-23, atol=1.2e-38)
+    np.testing.assert_allclose(y, want, rtol=4 * 2.0**-23, atol=1.21e-38)
     y64 = F.sigmoid(x.astype(F64))
     np.testing.assert_allclose(y64, want, rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("path", SIGMOID_PATHS)
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_sigmoid_extremes(dtype):
+def test_sigmoid_extremes(path, dtype):
     x = np.array([-np.inf, -1e30, -200, -87, -20, -1e-30, -0.0, 0.0, 1e-30, 20, 200, 1e30, np.inf, np.nan], dtype)
-    y = F.sigmoid(x)
+    with sigmoid_path(path):
+        y = F.sigmoid(x)
     assert y.dtype == dtype
     assert np.isnan(y[-1]) and np.all(np.isfinite(y[:-1]))
     want = _sigmoid64(x[:-1])
-    np.testing.assert_allclose(y[:-1], want, rtol=1e-6 if dtype == F32 else 1e-15, atol=1.2e-38)
+    np.testing.assert_allclose(y[:-1], want, rtol=1e-6 if dtype == F32 else 1e-15, atol=1.21e-38)
     assert y[0] == 0 and y[12] == 1 and y[6] == 0.5 and y[7] == 0.5
 
 
@@ -518,3 +540,24 @@ def test_linear_bias_paths_wide_layers(dtype):
     g = rand(rng, y.shape, dtype)
     _, _, gb = F.linear_backward(g, x, w)
     assert_close(gb, g.astype(F64).sum(0), dtype, "grad_b")
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_weight_and_bias_gradients_written_into_caller_buffers(dtype):
+    """grad_weight_out / grad_bias_out: overwritten in place (stale contents ignored), returned, and
+    equal to the freshly allocated results; layers use this for their own gradient buffers."""
+    rng = np.random.default_rng(5)
+    x, w, gy = rand(rng, (3, 4, 7, 7), dtype), rand(rng, (6, 2, 3, 3), dtype), rand(rng, (3, 6, 5, 5), dtype)
+    want = F.conv2d_backward(gy, x, w, groups=2)
+    gw_buf, gb_buf = np.full(w.shape, np.nan, dtype), np.full(6, np.nan, dtype)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, groups=2, grad_weight_out=gw_buf, grad_bias_out=gb_buf)
+    assert gw is gw_buf and gb is gb_buf
+    for g, r in zip((gx, gw, gb), want):
+        np.testing.assert_array_equal(g, r)
+    xl, wl, gl = rand(rng, (4, 5), dtype), rand(rng, (3, 5), dtype), rand(rng, (4, 3), dtype)
+    want = F.linear_backward(gl, xl, wl)
+    gw_buf, gb_buf = np.full(wl.shape, np.nan, dtype), np.full(3, np.nan, dtype)
+    gx, gw, gb = F.linear_backward(gl, xl, wl, grad_weight_out=gw_buf, grad_bias_out=gb_buf)
+    assert gw is gw_buf and gb is gb_buf
+    for g, r in zip((gx, gw, gb), want):
+        np.testing.assert_array_equal(g, r)

@@ -137,8 +137,39 @@ def test_bce_with_logits():
     assert v == pytest.approx(1600.0, rel=1e-6)
 
 
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), c=st.integers(1, 12),
+       scale=st.sampled_from([1.0, 30.0, 1e4]), dtype=st.sampled_from([np.float32, np.float64]),
+       reduction=st.sampled_from(["mean", "sum"]))
+def test_ce_integer_label_kernel_matches_one_hot_numpy_path(seed, n, c, scale, dtype, reduction):
+    """2-D logits with integer labels go through the C++ kernel, one-hot targets through NumPy:
+    the same loss, probabilities and gradient, in the logits' dtype, for any logit scale (float32:
+    the two exps may differ by an ulp, so p - 1 near p = 1 differs by ~1e-7 absolute)."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((n, c)) * scale).astype(dtype)
+    y = rng.integers(0, c, n).astype(rng.choice([np.int64, np.int32, np.uint8]))
+    fast, ref = SoftmaxCrossEntropy(reduction), SoftmaxCrossEntropy(reduction)
+    lf, lr = fast.forward(a, y), ref.forward(a, np.eye(c, dtype=dtype)[y])
+    if n == 0 and reduction == "mean":
+        assert math.isnan(lf) and math.isnan(lr)  # the mean of nothing, as torch
+    else:
+        assert math.isfinite(lf) and lf == pytest.approx(lr, rel=1e-5 if dtype == np.float32 else 1e-12, abs=1e-6)
+    tol = dict(rtol=2e-6, atol=3e-7) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(fast.probabilities(), ref.probabilities(), **tol)
+    g = fast.backward(2.0)
+    assert g.dtype == dtype and g.shape == a.shape
+    np.testing.assert_allclose(g, ref.backward(2.0), **tol)
+    if n:
+        np.testing.assert_allclose(g.sum(axis=1), 0, atol=1e-5 if dtype == np.float32 else 1e-13)
+
+
 def test_loss_errors():
     loss = SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"^labels: class indices must lie in \[0, 3\), got range \[-1, 1\]"):
+        loss.forward(np.zeros((2, 3)), np.array([-1, 1]))
+    with pytest.raises(ValueError, match=r"^labels: class indices must lie in \[0, 3\)"):
+        loss.forward(np.zeros((2, 3)), np.array([0, 2**64 - 1], np.uint64))
+    with pytest.raises(ValueError, match=r"^labels: expected integer labels of shape \(2,\)"):
+        loss.forward(np.zeros((2, 3)), np.array([0, 1, 2]))
     with pytest.raises(RuntimeError, match="before forward"):
         loss.backward()
     with pytest.raises(ValueError, match=r"^labels: class indices must lie in \[0, 3\)"):

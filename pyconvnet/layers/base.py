@@ -107,7 +107,7 @@ class Layer:
     # ------------------------------------------------------------ helpers for subclasses
     def _add_param(self, name, value):
         self._params[name] = value
-        self._grads[name] = np.zeros_like(value)
+        self._grads[name] = np.zeros(value.shape, value.dtype)  # C order: kernels write into it
 
     def _set_grad(self, name, value):
         np.copyto(self._grads[name], value)

@@ -51,10 +51,9 @@ class Linear(ParamLayer):
 
     def backward(self, grad_y):
         x = self._saved()
-        gx, gw, gb = F.linear_backward(grad_y, x, self._params["weight"], need_grad_x=self.need_input_grad)
-        self._set_grad("weight", gw)
-        if self.bias:
-            self._set_grad("bias", gb)
+        # the kernels write straight into our gradient buffers (the optimizer holds them)
+        gx, _, _ = F.linear_backward(grad_y, x, self._params["weight"], need_grad_x=self.need_input_grad,
+                                     grad_weight_out=self._grads["weight"], grad_bias_out=self._grads.get("bias"))
         return gx
 
 
@@ -108,11 +107,9 @@ class Conv2d(ParamLayer):
 
     def backward(self, grad_y):
         x = self._saved()
-        gx, gw, gb = F.conv2d_backward(grad_y, x, self._params["weight"], **self._geom(),
-                                       need_grad_x=self.need_input_grad, need_grad_bias=bool(self.bias))
-        self._set_grad("weight", gw)
-        if self.bias:
-            self._set_grad("bias", gb)
+        gx, _, _ = F.conv2d_backward(grad_y, x, self._params["weight"], **self._geom(),
+                                     need_grad_x=self.need_input_grad, need_grad_bias=bool(self.bias),
+                                     grad_weight_out=self._grads["weight"], grad_bias_out=self._grads.get("bias"))
         return gx
 
 

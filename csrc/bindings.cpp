@@ -19,6 +19,7 @@
 
 #include "activation.h"
 #include "loss.h"
+#include "dropout.h"
 #include "batchnorm.h"
 #include "conv.h"
 #include "conv_direct.h"
@@ -598,6 +599,47 @@ arr<T> softmax_xent_backward(arr<T> p, py::array labels, double scale) {
     return g;
 }
 
+// ---------------------------------------------------------------- dropout
+using mask_arr = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+
+// (y, mask): mask a bool array of x's shape. threshold = p * 2^32 (the caller has checked p in [0, 1)).
+template <typename T>
+py::tuple dropout_forward(arr<T> x, double p, std::uint64_t key) {
+    if (!(p >= 0.0 && p < 1.0)) fail("p: expected a probability in [0, 1), got " + std::to_string(p));
+    const auto thr = std::uint32_t(std::min(p * 4294967296.0, 4294967295.0));
+    arr<T> y(shape_of(x));
+    mask_arr mask(shape_of(x));
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    auto* mp = reinterpret_cast<std::uint8_t*>(mask.mutable_data());
+    const index_t n = x.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::dropout_forward<T>(xp, yp, mp, n, thr, T(1.0 / (1.0 - p)), key);
+    }
+    return py::make_tuple(y, mask);
+}
+
+template <typename T>
+arr<T> dropout_backward(arr<T> gy, py::array mask, double scale) {
+    if (mask.dtype().kind() != 'b')
+        fail("mask: expected the bool mask of the forward, got dtype " + std::string(py::str(mask.dtype())));
+    mask_arr m = mask_arr::ensure(mask);
+    if (!m) throw py::error_already_set();
+    if (m.ndim() != gy.ndim() || !std::equal(gy.shape(), gy.shape() + gy.ndim(), m.shape()))
+        fail("grad_output: expected the shape of the mask " + shape_str(m) + ", got " + shape_str(gy));
+    arr<T> gx(shape_of(gy));
+    const T* gp = gy.data();
+    const auto* mp = reinterpret_cast<const std::uint8_t*>(m.data());
+    T* xp = gx.mutable_data();
+    const index_t n = gy.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::dropout_backward<T>(gp, mp, xp, n, T(scale));
+    }
+    return gx;
+}
+
 // ---------------------------------------------------------------- optimizer steps
 // In place: p and v must already be C-contiguous, writeable arrays of T
 // (noconvert below, so a converted copy can never swallow the update).
@@ -696,6 +738,8 @@ void register_kernels(py::module_& m) {
     m.def("linear_backward", &linear_backward<T>, "grad_output"_a, "x"_a, "w"_a, "need_input"_a = true,
           "grad_weight_out"_a.noconvert() = py::none(), "grad_bias_out"_a.noconvert() = py::none());
     m.def("softmax_xent_forward", &softmax_xent_forward<T>, "logits"_a, "labels"_a);
+    m.def("dropout_forward", &dropout_forward<T>, "x"_a, "p"_a, "key"_a);
+    m.def("dropout_backward", &dropout_backward<T>, "grad_output"_a, "mask"_a, "scale"_a);
     m.def("softmax_xent_backward", &softmax_xent_backward<T>, "p"_a, "labels"_a, "scale"_a);
 }
 
@@ -743,6 +787,8 @@ PYBIND11_MODULE(_core, m) {
     // ... and the float sigmoid's AVX-512 copy with its SSE2 baseline (returns the previous setting).
     m.def("_sigmoid_avx512_supported", &pcn::sigmoid_avx512_supported);
     m.def("_set_sigmoid_avx512", &pcn::set_sigmoid_avx512, "on"_a);
+    m.def("_set_dropout_avx512", &pcn::set_dropout_avx512, "on"_a);
+    m.def("_dropout_bits", &pcn::dropout_bits, "key"_a, "i"_a);
     m.def("blas_info", []() { return std::string(scipy_openblas_get_config()); });
 #ifdef _OPENMP
     m.attr("has_openmp") = true;

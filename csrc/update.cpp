@@ -1,5 +1,6 @@
 // Fused optimizer steps: see update.h. Parallel only for large tensors, where
 // the pass is memory-bound and a second core adds bandwidth.
+#include <algorithm>
 #include <cmath>
 #include "update.h"
 
@@ -35,22 +36,62 @@ void momentum_step(T* __restrict p, const T* __restrict g, T* __restrict v, T lr
     }
 }
 
+namespace {
+constexpr index_t kChunk = index_t(1) << 16;
+
+// f(s, e) over [0, n) in chunks, across threads for large n. AdaDelta and Adam keep
+// their loops in separate span functions: under a combined "parallel for simd" with
+// an if clause GCC left them scalar (sqrt and division one lane at a time: 2.7 ms
+// for 1.6M floats, twice the memory-bound time).
+template <typename F>
+void chunked(index_t n, F&& f) {
+    const index_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+    for (index_t c = 0; c < chunks; ++c) f(c * kChunk, std::min(n, (c + 1) * kChunk));
+}
+
+template <bool kDecay, bool kScale, typename T>
+void adadelta_span(T* __restrict p, const T* __restrict g0, T* __restrict h, T* __restrict s, T r, T omr, T e, T l,
+                   T w, index_t b, index_t end) {
+#pragma omp simd
+    for (index_t i = b; i < end; ++i) {
+        const T g = kDecay ? p[i] * w + g0[i] : g0[i];
+        const T hi = h[i] * r + (g * g) * omr;
+        h[i] = hi;
+        T d = std::sqrt((s[i] + e) / (hi + e)) * g;
+        s[i] = s[i] * r + (d * d) * omr;
+        if (kScale) d = d * l;
+        p[i] -= d;
+    }
+}
+
+template <bool kDecay, typename T>
+void adam_span(T* __restrict p, const T* __restrict g0, T* __restrict m, T* __restrict v, T B1, T OB1, T B2, T OB2,
+               T e, T C2, T S, T w, index_t b, index_t end) {
+#pragma omp simd
+    for (index_t i = b; i < end; ++i) {
+        const T g = kDecay ? p[i] * w + g0[i] : g0[i];
+        const T mi = m[i] * B1 + g * OB1;
+        const T vi = v[i] * B2 + (g * g) * OB2;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= (mi / (std::sqrt(vi / C2) + e)) * S;
+    }
+}
+}  // namespace
+
 // The scalars are cast to T exactly as NumPy casts a Python float operand.
 template <typename T>
 void adadelta_step(T* __restrict p, const T* __restrict g0, T* __restrict h, T* __restrict s, double lr, double rho,
                    double eps, double wd, index_t n) {
     const T r = T(rho), omr = T(1.0 - rho), e = T(eps), l = T(lr), w = T(wd);
     const bool decay = wd != 0.0, scale = lr != 1.0;
-#pragma omp parallel for simd schedule(static) if (n > (1 << 20))
-    for (index_t i = 0; i < n; ++i) {
-        const T g = decay ? p[i] * w + g0[i] : g0[i];
-        const T hi = h[i] * r + (g * g) * omr;
-        h[i] = hi;
-        T d = std::sqrt((s[i] + e) / (hi + e)) * g;
-        s[i] = s[i] * r + (d * d) * omr;
-        if (scale) d = d * l;
-        p[i] -= d;
-    }
+    chunked(n, [=](index_t b, index_t end) {
+        if (decay && scale) adadelta_span<true, true>(p, g0, h, s, r, omr, e, l, w, b, end);
+        else if (decay) adadelta_span<true, false>(p, g0, h, s, r, omr, e, l, w, b, end);
+        else if (scale) adadelta_span<false, true>(p, g0, h, s, r, omr, e, l, w, b, end);
+        else adadelta_span<false, false>(p, g0, h, s, r, omr, e, l, w, b, end);
+    });
 }
 
 template <typename T>
@@ -59,15 +100,10 @@ void adam_step(T* __restrict p, const T* __restrict g0, T* __restrict m, T* __re
     const T B1 = T(b1), OB1 = T(1.0 - b1), B2 = T(b2), OB2 = T(1.0 - b2), e = T(eps), C2 = T(c2), S = T(step),
             w = T(wd);
     const bool decay = wd != 0.0;
-#pragma omp parallel for simd schedule(static) if (n > (1 << 20))
-    for (index_t i = 0; i < n; ++i) {
-        const T g = decay ? p[i] * w + g0[i] : g0[i];
-        const T mi = m[i] * B1 + g * OB1;
-        const T vi = v[i] * B2 + (g * g) * OB2;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= (mi / (std::sqrt(vi / C2) + e)) * S;
-    }
+    chunked(n, [=](index_t b, index_t end) {
+        if (decay) adam_span<true>(p, g0, m, v, B1, OB1, B2, OB2, e, C2, S, w, b, end);
+        else adam_span<false>(p, g0, m, v, B1, OB1, B2, OB2, e, C2, S, w, b, end);
+    });
 }
 
 template void adadelta_step<float>(float*, const float*, float*, float*, double, double, double, double, index_t);

@@ -177,11 +177,8 @@ class Dropout(Layer):
             mask = np.zeros(x.shape, bool)
             self._cache = (mask, x.shape)
             return np.zeros_like(x)
-        keep = self._rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
-        mask = keep >= self.p
-        del keep
-        y = np.multiply(x, mask)
-        y *= x.dtype.type(1.0 / (1.0 - self.p))
+        # one draw from our generator seeds the C++ counter-based mask of this call
+        y, mask = F.dropout(x, self.p, int(self._rng.integers(0, 2**64, dtype=np.uint64)))
         self._cache = (mask, x.shape)
         return y
 
@@ -192,6 +189,4 @@ class Dropout(Layer):
             return g
         if self.p == 1.0:
             return np.zeros_like(g)
-        gx = np.multiply(g, mask)
-        gx *= gx.dtype.type(1.0 / (1.0 - self.p))
-        return gx
+        return F.dropout_backward(g, mask, self.p)

@@ -348,8 +348,9 @@ arr<T> max_pool2d_backward(arr<T> gy, py::array_t<std::int64_t, py::array::c_sty
     const std::int64_t* ip = idx.data();
     for (index_t i = 0; i < total; ++i)
         if (ip[i] < -1 || ip[i] >= HW)
-            fail("indices: value " + std::to_string(ip[i]) + " is outside the input plane of " + std::to_string(HW) +
-                 " elements");
+            fail("indices: value " + std::to_string(ip[i]) + " is outside [0, " + std::to_string(HW) +
+                 ") (flat positions in an input plane of (" + std::to_string(in_shape[2]) + ", " +
+                 std::to_string(in_shape[3]) + "); -1 marks an empty window)");
     pcn::PoolArgs a{in_shape[0] * in_shape[1], in_shape[2], in_shape[3], gy.shape(2), gy.shape(3), 1, 1, 1, 1, 0, 0, 1, 1};
     arr<T> gx({in_shape[0], in_shape[1], in_shape[2], in_shape[3]});
     const T* gp = gy.data();

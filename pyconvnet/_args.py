@@ -43,6 +43,8 @@ def check_ndim(a: np.ndarray, name: str, ndims, layout: str) -> None:
 
 
 def as_int(v, name: str) -> int:
+    if type(v) is int:  # the common case first: layers call this on every step
+        return v
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an int, got bool {v!r}")
     try:
@@ -53,6 +55,9 @@ def as_int(v, name: str) -> int:
 
 def pair(v, name: str, minimum: int) -> tuple[int, int]:
     """int-or-pair, as torch accepts: 3 -> (3, 3); (2, 3) -> (2, 3)."""
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int \
+            and minimum <= v[0] <= MAX_GEOMETRY and minimum <= v[1] <= MAX_GEOMETRY:
+        return v  # an already checked pair (layers pass their own on every step)
     if isinstance(v, (tuple, list, np.ndarray)):
         vals = list(v)
         if len(vals) == 1:

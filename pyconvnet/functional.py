@@ -291,9 +291,7 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     unb = len(shape) == 3
     if unb:
         shape, grad_out, indices = (1,) + shape, grad_out[None], indices[None]
-    if indices.size and (indices.min() < -1 or indices.max() >= shape[2] * shape[3]):
-        raise ValueError(f"indices: values must lie in [0, {shape[2] * shape[3]}) (flat positions in an input plane "
-                         f"of {shape[2:]}), got range [{indices.min()}, {indices.max()}]")
+    # the values' range is checked in C++ (one pass, no min/max temporaries)
     gx = _core.max_pool2d_backward(grad_out, indices.astype(np.int64, copy=False), shape)
     return gx[0] if unb else gx
 

@@ -394,6 +394,113 @@ struct WeightGrad {  // one group's weight gradient over all samples
     }
 };
 
+// ------------------------------------------------------------ weight gradient, few taps
+// With K < 48 taps (first layers: 1-3 input channels) the transposed-gradient form
+// above does not pay; this one is vectorised along output pixels instead:
+//   gw[o, k] = sum_n sum_slots sum_lanes gy_n[o, slot] * z_n[koff[k] + slot]
+// A tile keeps OT channels x KT taps of 16-lane partial sums (OT*KT <= 24) over all
+// slots of a sample: per slot OT gradient loads, KT image loads, OT*KT FMAs. Lanes
+// past a row's end are masked to zero on both loads, so a NaN or Inf elsewhere in z
+// cannot leak in. The 16-lane sums accumulate in memory across samples and are
+// reduced once at the end.
+template <int OT, int KT>
+PCN_AVX512 void wgp_tile(const float* z, const float* gy, index_t plane, const Slot* sl, index_t ns, const index_t* ko,
+                         int kt, float* accv, index_t K) {
+    __m512 acc[OT][KT];
+#pragma GCC unroll 8
+    for (int o = 0; o < OT; ++o)
+#pragma GCC unroll 12
+        for (int t = 0; t < KT; ++t) acc[o][t] = _mm512_setzero_ps();
+    const float* zt[KT];
+#pragma GCC unroll 12
+    for (int t = 0; t < KT; ++t) zt[t] = z + ko[t < kt ? t : kt - 1];  // past kt: repeat a valid tap, dropped
+    for (index_t q = 0; q < ns; ++q) {
+        const __mmask16 m = sl[q].mask;
+        __m512 g[OT];
+#pragma GCC unroll 8
+        for (int o = 0; o < OT; ++o) g[o] = _mm512_maskz_loadu_ps(m, gy + o * plane + sl[q].out);
+#pragma GCC unroll 12
+        for (int t = 0; t < KT; ++t) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, zt[t] + sl[q].in);
+#pragma GCC unroll 8
+            for (int o = 0; o < OT; ++o) acc[o][t] = _mm512_fmadd_ps(g[o], xv, acc[o][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int o = 0; o < OT; ++o)
+#pragma GCC unroll 12
+        for (int t = 0; t < KT; ++t) {
+            if (t >= kt) break;
+            float* d = accv + (o * K + t) * 16;
+            _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), acc[o][t]));
+        }
+}
+
+template <int OT, int KT>
+void wgp_taps(const float* z, const float* gy, index_t plane, const Slot* sl, index_t ns, const index_t* koff,
+              index_t K, float* accv) {
+    for (index_t k0 = 0; k0 < K; k0 += KT)
+        wgp_tile<OT, KT>(z, gy, plane, sl, ns, koff + k0, int(std::min<index_t>(KT, K - k0)), accv + k0 * 16, K);
+}
+
+// accv (Og, K, 16) += one sample's partial sums, gy_n (Og, OH*OW)
+void wgp_sample(const Kernel& kp, const float* z, const float* gy, index_t Og, float* accv) {
+    const index_t K = kp.K, P = kp.plane(), ns = index_t(kp.slots.size());
+    const Slot* sl = kp.slots.data();
+    const index_t* koff = kp.koff.data();
+    for (index_t o0 = 0; o0 < Og; o0 += 8) {
+        const float* g = gy + o0 * P;
+        float* a = accv + o0 * K * 16;
+        switch (std::min<index_t>(8, Og - o0)) {
+            case 8: wgp_taps<8, 3>(z, g, P, sl, ns, koff, K, a); break;
+            case 7: wgp_taps<7, 3>(z, g, P, sl, ns, koff, K, a); break;
+            case 6: wgp_taps<6, 4>(z, g, P, sl, ns, koff, K, a); break;
+            case 5: wgp_taps<5, 4>(z, g, P, sl, ns, koff, K, a); break;
+            case 4: wgp_taps<4, 6>(z, g, P, sl, ns, koff, K, a); break;
+            case 3: wgp_taps<3, 8>(z, g, P, sl, ns, koff, K, a); break;
+            case 2: wgp_taps<2, 12>(z, g, P, sl, ns, koff, K, a); break;
+            default: wgp_taps<1, 12>(z, g, P, sl, ns, koff, K, a); break;
+        }
+    }
+}
+
+PCN_AVX512 float sum16(const float* v) { return _mm512_reduce_add_ps(_mm512_loadu_ps(v)); }
+
+// The few-taps weight gradient of every group; threads take static shares of the
+// samples into private sums, added in thread order (bits independent of the run).
+void weight_grad_pixels(const float* gy, const float* x, float* gw, const ConvArgs& a) {
+    const Geom& g = a.g;
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw, N = a.N, L = g.OH * g.OW;
+    const Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW, false);
+    const index_t AV = Og * K * 16;
+    const int nt = max_threads();
+    const bool across = nt > 1 && !in_parallel() && N >= nt && double(N) * Og * L * K >= 262144.0;
+    const int parts = across ? nt : 1;
+    std::vector<float> accv(std::size_t(parts) * std::size_t(AV));
+    for (index_t grp = 0; grp < a.groups; ++grp) {
+        std::fill(accv.begin(), accv.end(), 0.0f);
+        const float* xg = x + grp * Cg * g.H * g.W;
+        const float* gyg = gy + grp * Og * L;
+        const index_t xs = g.C * g.H * g.W, gs = a.O * L;
+#pragma omp parallel num_threads(parts) if (across)
+        {
+            float* z = scratch<float>(0, std::size_t(kp.zsize()));
+            float* mine = accv.data() + std::size_t(across ? thread_id() : 0) * std::size_t(AV);
+#pragma omp for schedule(static)
+            for (index_t n = 0; n < N; ++n) {
+                kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
+                wgp_sample(kp, z, gyg + n * gs, Og, mine);
+            }
+        }
+        float* gwg = gw + grp * Og * K;
+        for (index_t i = 0; i < Og * K; ++i) {
+            float s = 0.0f;
+            for (int t = 0; t < parts; ++t) s += sum16(accv.data() + std::size_t(t) * std::size_t(AV) + i * 16);
+            gwg[i] = s;
+        }
+    }
+}
+
 // The direct path applies to stride 1 and pays off when rows fill most of a
 // 16-lane vector; 1x1 stride-1 convs need no im2col anyway (plain GEMM).
 // out_ch: output channels per group; fewer than 4 would leave most of an 8-row
@@ -450,11 +557,17 @@ bool conv2d_backward_data_direct(const float* gy, const float* w, float* gx, con
 bool conv2d_backward_weight_direct(const float* gy, const float* x, float* gw, const ConvArgs& a) {
     const Geom& g = a.g;
     const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw;
+    const double zs = double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw);
     // Each transposed gradient value feeds K FMAs: below ~48 taps (first layers:
-    // 1-3 input channels) the transpose costs more than BLAS's packing.
-    if (K < kMinWeightGradTaps || g.OH <= 0 ||
-        !usable(g, 4, g.OW, double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw), false))
-        return false;
+    // 1-3 input channels) the transpose costs more than BLAS's packing, and the
+    // pixel-vectorised form takes over where output rows fill their vectors.
+    if (K < kMinWeightGradTaps) {
+        if (g.OH <= 0 || !usable(g, 4, g.OW, zs)) return false;  // (any channel count: 4 passes the rule)
+        ++g_calls;
+        weight_grad_pixels(gy, x, gw, a);
+        return true;
+    }
+    if (g.OH <= 0 || !usable(g, 4, g.OW, zs, false)) return false;
     const Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW, false);
     const WeightGrad wg(kp, Og, g.OH, g.OW);
     const index_t Op = wg.Op, L = wg.L, KO = K * Op, N = a.N;

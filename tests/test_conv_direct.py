@@ -60,16 +60,21 @@ def direct_configs(draw):
 
 def _expected_direct_calls(cfg, yshape):
     """The rules of csrc/conv_direct.cpp: stride 1 (always here), not a plain 1x1
-    conv, output rows filling more than half their 16-lane vectors, and at least 4
-    output channels per group (weight gradient: neither, but at least 48 taps per
-    output channel, C/groups * kh * kw)."""
+    conv nor a whole-image kernel, output rows filling more than half their 16-lane vectors, and at least 4
+    output channels per group (weight gradient: with at least 48 taps per output
+    channel, C/groups * kh * kw, any rows; with fewer, the pixel-vectorised kernel,
+    rows as the forward's)."""
     if cfg["k"] == (1, 1) and cfg["padding"] in ((0, 0), "same"):
         return 0
+    if (cfg["groups"] == 1 and yshape[2:] == (1, 1) and cfg["k"] == cfg["hw"] and cfg["dilation"] == (1, 1)
+            and cfg["padding"] in ((0, 0), "same")):
+        return 0  # the kernel covers the whole image: a dense layer, one GEMM (conv.cpp's is_dense)
     rows_ok = lambda n: n >= 1 and 2 * n > 16 * (-(-n // 16))  # noqa: E731
     g = cfg["groups"]
     fwd = cfg["cout"] // g >= 4 and rows_ok(yshape[3])
     bwd_data = cfg["cin"] // g >= 4 and rows_ok(cfg["hw"][1])
-    wgrad = (cfg["cin"] // g) * cfg["k"][0] * cfg["k"][1] >= 48 and yshape[3] >= 1
+    taps = (cfg["cin"] // g) * cfg["k"][0] * cfg["k"][1]
+    wgrad = (taps >= 48 and yshape[3] >= 1) or (taps < 48 and rows_ok(yshape[3]))
     return int(fwd) + int(bwd_data) + int(wgrad)
 
 

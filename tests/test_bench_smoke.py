@@ -112,6 +112,17 @@ def test_quick_lenet_with_torch(bench_env, tmp_path):
     check_training(res, with_torch=True)
     md = (tmp_path / "bench-quick.md").read_text()
     assert "torch/ours" in md and "conv2d lenet.conv1 fwd" in md
+    # the README's headline tables come from the same JSON
+    home, env = bench_env
+    p = subprocess.run([sys.executable, "-m", "bench.headline", str(tmp_path / "bench-quick.json")], cwd=home, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    row = next(ln for ln in lines if ln.startswith("| `conv2d lenet.conv1 fwdbwd`"))
+    r = next(r for r in res["rows"] if r["id"] == "conv2d lenet.conv1 fwdbwd" and r["threads"] == 1)
+    assert f"| {r['contenders']['ours']['time']['median_s'] * 1e3:.3g} / " in row
+    torch_s = r["contenders"]["torch"]["time"]["median_s"]
+    assert f"{torch_s / r['contenders']['ours']['time']['median_s']:.2f}×" in row
 
 
 def test_quick_lenet_without_torch(bench_env, tmp_path):

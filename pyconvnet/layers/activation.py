@@ -147,7 +147,9 @@ class Dropout(Layer):
     inference free. p=1 drops everything (output zeros).
 
     The mask comes from this layer's own generator (``rng``: Generator or int seed,
-    or ``seed``): two layers built with the same seed draw the same masks."""
+    or ``seed``): each training forward draws one 64-bit seed from it for the C++
+    kernel's counter-based mask (:func:`pyconvnet.functional.dropout`), so two layers
+    built with the same seed draw the same masks, on any number of threads."""
 
     def __init__(self, p=0.5, *, rng=None, seed=None):
         super().__init__()

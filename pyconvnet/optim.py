@@ -18,6 +18,11 @@ the optimizer afterwards). ``step()`` works in place with ``out=`` arguments and
 one reusable scratch buffer; per-parameter state ("slots": velocity, h, m, v...)
 is allocated once, at construction.
 
+SGD, MomentumSGD, AdaDelta and Adam update contiguous float parameters in one C++
+pass with the same arithmetic as the NumPy rules here (the same bits), except that
+denormals are flushed to zero there: state decaying below the smallest normal
+number (1.2e-38 in float32) becomes 0 rather than slowing every step ~20x.
+
 weight_decay=wd adds the L2 term to the gradient before the update rule
 (g <- g + wd * W, torch's convention; the grad arrays themselves are not changed).
 

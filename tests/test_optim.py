@@ -314,6 +314,37 @@ def test_fused_steps_match_numpy_updates_bit_for_bit(cls, dtype, wd, lr):
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_steps_flush_denormal_state_and_restore_the_callers_mode(threads, dtype):
+    """The fused steps run with denormals flushed to zero (a decaying Adam/momentum
+    state below the smallest normal would cost ~100 cycles per element and operation),
+    on every thread of the step, and leave the caller's floating-point mode as it was."""
+    import pyconvnet
+
+    tiny = np.finfo(dtype).tiny
+    n = (1 << 20) + 3  # past the parallel threshold: both threads take chunks
+    old = pyconvnet.get_num_threads()
+    pyconvnet.set_num_threads(threads)
+    try:
+        p, g = np.ones(n, dtype), np.zeros(n, dtype)
+        m = np.full(n, tiny * dtype(0.25), dtype)  # denormal: read as 0
+        v = np.full(n, tiny * dtype(4), dtype)      # normal, decays into the denormal range
+        opt = optim.MomentumSGD([("w", p, g)], lr=0.1, momentum=0.1)
+        opt.state["velocity"]["w"][...] = v
+        opt.step()  # v = 0.1 * v - 0.1 * 0: 0.4 * tiny, a denormal, flushed
+        assert not opt.state["velocity"]["w"].any()
+        np.testing.assert_array_equal(p, 1)
+        a = optim.Adam([("w", p, g)], lr=0.1)
+        a.state["m"]["w"][...] = m
+        a.step()
+        assert not a.state["m"]["w"].any()
+    finally:
+        pyconvnet.set_num_threads(old)
+    # NumPy on this thread still computes with denormals afterwards
+    assert np.array(tiny, dtype) * dtype(0.25) > 0
+
+
 def test_fused_step_skips_arrays_it_cannot_update_in_place():
     """A non-contiguous parameter view still gets the (NumPy) update."""
     big = np.ones((4, 6), np.float32)

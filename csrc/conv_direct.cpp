@@ -466,39 +466,64 @@ void wgp_sample(const Kernel& kp, const float* z, const float* gy, index_t Og, f
 
 PCN_AVX512 float sum16(const float* v) { return _mm512_reduce_add_ps(_mm512_loadu_ps(v)); }
 
-// The few-taps weight gradient of every group; threads take static shares of the
-// samples into private sums, added in thread order (bits independent of the run).
+// The sample loop of both weight gradients. Per group: acc (parts x width floats) is
+// zeroed, each sample's padded input goes into z and add(z, gy_n, acc_part, split)
+// adds its contribution. With `across`, threads take static shares of the samples into
+// their own part; else one thread walks them (split: add may spread one sample over
+// the threads). fold(grp, acc, parts) then writes the group's gw, adding the parts in
+// thread order, so the bits of gw do not depend on the run.
+template <typename Add, typename Fold>
+void sum_samples(const float* gy, const float* x, const ConvArgs& a, const Kernel& kp, index_t width, bool across,
+                 bool split, Add&& add, Fold&& fold) {
+    const Geom& g = a.g;
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, L = g.OH * g.OW, N = a.N;
+    const index_t xs = g.C * g.H * g.W, gs = a.O * L;
+    const int parts = across ? max_threads() : 1;
+    std::vector<float> acc(std::size_t(parts) * std::size_t(width));
+    for (index_t grp = 0; grp < a.groups; ++grp) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const float* xg = x + grp * Cg * g.H * g.W;
+        const float* gyg = gy + grp * Og * L;
+        if (across) {
+#pragma omp parallel num_threads(parts)
+            {
+                float* z = scratch<float>(0, std::size_t(kp.zsize()));
+                float* mine = acc.data() + std::size_t(thread_id()) * std::size_t(width);
+#pragma omp for schedule(static)
+                for (index_t n = 0; n < N; ++n) {
+                    kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
+                    add(z, gyg + n * gs, mine, false);
+                }
+            }
+        } else {
+            float* z = scratch<float>(0, std::size_t(kp.zsize()));
+            for (index_t n = 0; n < N; ++n) {
+                kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
+                add(z, gyg + n * gs, acc.data(), split);
+            }
+        }
+        fold(grp, acc.data(), parts);
+    }
+}
+
+// The few-taps weight gradient (wgp_sample per sample), partial sums kept as 16 lanes.
 void weight_grad_pixels(const float* gy, const float* x, float* gw, const ConvArgs& a) {
     const Geom& g = a.g;
-    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw, N = a.N, L = g.OH * g.OW;
+    const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw, N = a.N;
     const Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW, false);
     const index_t AV = Og * K * 16;
     const int nt = max_threads();
-    const bool across = nt > 1 && !in_parallel() && N >= nt && double(N) * Og * L * K >= 262144.0;
-    const int parts = across ? nt : 1;
-    std::vector<float> accv(std::size_t(parts) * std::size_t(AV));
-    for (index_t grp = 0; grp < a.groups; ++grp) {
-        std::fill(accv.begin(), accv.end(), 0.0f);
-        const float* xg = x + grp * Cg * g.H * g.W;
-        const float* gyg = gy + grp * Og * L;
-        const index_t xs = g.C * g.H * g.W, gs = a.O * L;
-#pragma omp parallel num_threads(parts) if (across)
-        {
-            float* z = scratch<float>(0, std::size_t(kp.zsize()));
-            float* mine = accv.data() + std::size_t(across ? thread_id() : 0) * std::size_t(AV);
-#pragma omp for schedule(static)
-            for (index_t n = 0; n < N; ++n) {
-                kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
-                wgp_sample(kp, z, gyg + n * gs, Og, mine);
-            }
-        }
-        float* gwg = gw + grp * Og * K;
-        for (index_t i = 0; i < Og * K; ++i) {
-            float s = 0.0f;
-            for (int t = 0; t < parts; ++t) s += sum16(accv.data() + std::size_t(t) * std::size_t(AV) + i * 16);
-            gwg[i] = s;
-        }
-    }
+    const bool across = nt > 1 && !in_parallel() && N >= nt && double(N) * Og * g.OH * g.OW * K >= 262144.0;
+    sum_samples(gy, x, a, kp, AV, across, false,
+                [&](const float* z, const float* gyn, float* acc, bool) { wgp_sample(kp, z, gyn, Og, acc); },
+                [&](index_t grp, const float* acc, int parts) {
+                    float* gwg = gw + grp * Og * K;
+                    for (index_t i = 0; i < Og * K; ++i) {
+                        float sum = 0.0f;
+                        for (int t = 0; t < parts; ++t) sum += sum16(acc + std::size_t(t) * std::size_t(AV) + i * 16);
+                        gwg[i] = sum;
+                    }
+                });
 }
 
 // The direct path applies to stride 1 and pays off when rows fill most of a
@@ -575,55 +600,32 @@ bool conv2d_backward_weight_direct(const float* gy, const float* x, float* gw, c
     const int nt = max_threads();
     const bool serial = nt < 2 || in_parallel() || double(N) * Og * L * K < 262144.0;
     const bool across = !serial && N >= nt;
-    const int parts = across ? nt : 1;
-    std::vector<float> acc(std::size_t(parts) * std::size_t(KO));
-    for (index_t grp = 0; grp < a.groups; ++grp) {
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        const float* xg = x + grp * Cg * g.H * g.W;
-        const float* gyg = gy + grp * Og * L;
-        const index_t xs = g.C * g.H * g.W, gs = a.O * L;
-        if (across) {
-            // Private sums per thread over a static share of the samples, added in
-            // thread order below: the bits of gw do not depend on the run.
-#pragma omp parallel num_threads(nt)
-            {
-                float* z = scratch<float>(0, std::size_t(kp.zsize()));
-                float* gyT = scratch<float>(1, std::size_t(L * Op));
-                float* mine = acc.data() + std::size_t(thread_id()) * std::size_t(KO);
-#pragma omp for schedule(static)
-                for (index_t n = 0; n < N; ++n) {
-                    kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
-                    wg.transpose(gyg + n * gs, gyT);
-                    wg.sample(z, gyT, mine, 0, K);
-                }
-            }
-        } else {
-            float* z = scratch<float>(0, std::size_t(kp.zsize()));
-            float* gyT = scratch<float>(1, std::size_t(L * Op));
-            for (index_t n = 0; n < N; ++n) {
-                kp.fill(xg + n * xs, g.H, g.W, g.pt, g.pl, z);
-                wg.transpose(gyg + n * gs, gyT);
-                if (serial) {
-                    wg.sample(z, gyT, acc.data(), 0, K);
-                    continue;
-                }
-                // few samples: the threads take disjoint taps
-                const index_t chunk = (K + nt - 1) / nt;
+    sum_samples(gy, x, a, kp, KO, across, !serial && !across,
+                [&](const float* z, const float* gyn, float* acc, bool split) {
+                    float* gyT = scratch<float>(1, std::size_t(L * Op));
+                    wg.transpose(gyn, gyT);
+                    if (!split) {
+                        wg.sample(z, gyT, acc, 0, K);
+                        return;
+                    }
+                    // few samples: the threads take disjoint taps
+                    const index_t chunk = (K + nt - 1) / nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
-                for (int t = 0; t < nt; ++t) {
-                    const index_t lo = t * chunk, hi = std::min(K, lo + chunk);
-                    if (lo < hi) wg.sample(z, gyT, acc.data(), lo, hi);
-                }
-            }
-        }
-        float* gwg = gw + grp * Og * K;
-        for (index_t o = 0; o < Og; ++o)
-            for (index_t k = 0; k < K; ++k) {
-                float s = 0.0f;
-                for (int t = 0; t < parts; ++t) s += acc[std::size_t(t) * std::size_t(KO) + std::size_t(k * Op + o)];
-                gwg[o * K + k] = s;
-            }
-    }
+                    for (int t = 0; t < nt; ++t) {
+                        const index_t lo = t * chunk, hi = std::min(K, lo + chunk);
+                        if (lo < hi) wg.sample(z, gyT, acc, lo, hi);
+                    }
+                },
+                [&](index_t grp, const float* acc, int parts) {
+                    float* gwg = gw + grp * Og * K;
+                    for (index_t o = 0; o < Og; ++o)
+                        for (index_t k = 0; k < K; ++k) {
+                            float sum = 0.0f;
+                            for (int t = 0; t < parts; ++t)
+                                sum += acc[std::size_t(t) * std::size_t(KO) + std::size_t(k * Op + o)];
+                            gwg[o * K + k] = sum;
+                        }
+                });
     return true;
 }
 

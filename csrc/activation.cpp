@@ -98,16 +98,20 @@ inline double sigmoid_one(double x) {
 // lanes, FMA) is picked at run time on CPUs that have it, so the wheel runs everywhere.
 // The two may differ in the last bit (FMA contraction): no test relies on bit equality.
 namespace {
+#ifdef PCN_X86_64
 __attribute__((target("avx512f,fma"))) void sigmoid_span_avx512(const float* __restrict x, float* __restrict y,
                                                                index_t s, index_t e) {
 #pragma omp simd
     for (index_t i = s; i < e; ++i) y[i] = sigmoid_one<true>(x[i]);
 }
+#endif
 std::atomic<bool> g_sigmoid_avx512{true};
 
 void sigmoid_span(const float* __restrict x, float* __restrict y, index_t s, index_t e) {
+#ifdef PCN_X86_64
     if (sigmoid_avx512_supported() && g_sigmoid_avx512.load(std::memory_order_relaxed))
         return sigmoid_span_avx512(x, y, s, e);
+#endif
 #pragma omp simd
     for (index_t i = s; i < e; ++i) y[i] = sigmoid_one(x[i]);
 }
@@ -118,8 +122,12 @@ void sigmoid_span(const double* __restrict x, double* __restrict y, index_t s, i
 }  // namespace
 
 bool sigmoid_avx512_supported() {
+#ifdef PCN_X86_64
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
     return ok;
+#else
+    return false;
+#endif
 }
 
 bool set_sigmoid_avx512(bool on) { return g_sigmoid_avx512.exchange(on); }

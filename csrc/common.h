@@ -9,6 +9,12 @@
 #include <omp.h>
 #endif
 
+// Run-time dispatch to AVX-512 copies of a few loops (target attributes,
+// __builtin_cpu_supports) exists only for x86-64 with GCC or Clang.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PCN_X86_64 1
+#endif
+
 namespace pcn {
 
 using index_t = std::int64_t;

@@ -46,6 +46,7 @@ template <typename T>
 
 // Integer hashing vectorises 4x wider with AVX-512 (SSE2 has no 32-bit lane multiply);
 // the results are identical bit for bit, so the copy is picked at run time.
+#ifdef PCN_X86_64
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void forward_span_avx512(const T* x, T* y, std::uint8_t* mask,
                                                                               index_t s, index_t e, std::uint32_t thr,
@@ -53,13 +54,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void forward_span_avx512(co
                                                                               std::uint32_t k1) {
     forward_span(x, y, mask, s, e, thr, scale, k0, k1);
 }
+#endif
 
 std::atomic<bool> g_avx512{true};
 
 bool avx512_ok() {
+#ifdef PCN_X86_64
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl");
     return ok;
+#else
+    return false;
+#endif
 }
 }  // namespace
 
@@ -78,10 +84,13 @@ void dropout_forward(const T* x, T* y, std::uint8_t* mask, index_t n, std::uint3
 #pragma omp parallel for schedule(static) if (chunks > 4)
     for (index_t c = 0; c < chunks; ++c) {
         const index_t s = c * kChunk, e = std::min(n, s + kChunk);
-        if (wide)
+#ifdef PCN_X86_64
+        if (wide) {
             forward_span_avx512(x, y, mask, s, e, threshold, scale, k0, k1);
-        else
-            forward_span(x, y, mask, s, e, threshold, scale, k0, k1);
+            continue;
+        }
+#endif
+        forward_span(x, y, mask, s, e, threshold, scale, k0, k1);
     }
 }
 

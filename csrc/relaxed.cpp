@@ -37,12 +37,14 @@ inline bool threads_pay(double work) { return max_threads() > 1 && !in_parallel(
 
 // Runs f(n, inner_parallel) for n in [0, cnt): one sample per thread when there are
 // enough samples and work, else sequentially with the GEMMs inside split over threads.
+// Static shares: a thread's samples, and so the order of its private sums (the
+// receptive weight gradient), do not depend on timing, so neither do the result's bits.
 template <typename F>
 void for_samples(index_t cnt, double work_per_sample, F&& f) {
     const bool big = threads_pay(work_per_sample * double(cnt));
     const bool across = big && cnt >= 2;
     if (across) {
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
         for (index_t n = 0; n < cnt; ++n) f(n, false);
     } else {
         for (index_t n = 0; n < cnt; ++n) f(n, big);

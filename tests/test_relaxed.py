@@ -549,3 +549,25 @@ def test_experiment_smoke(tmp_path):
         res = json.load(f)
     assert set(res["accuracy"]) == {"mnist", "shuffled"}
     assert os.path.exists(tmp_path / "fields_mnist.png")
+
+
+def test_two_thread_gradients_repeat_bit_for_bit():
+    """Threads take static shares of the samples and add their private sums in thread
+    order: repeated calls give the same bits (a dynamic schedule would not)."""
+    old = pyconvnet.get_num_threads()
+    pyconvnet.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((64, 2, 196)).astype(F32)
+        w = rng.standard_normal((8, 2, 9)).astype(F32)
+        gy = rng.standard_normal((64, 8, 196)).astype(F32)
+        idx = R.grid_index(14, 14)
+        L = R.index_to_L(idx, 196, F32)
+        first = (R.receptive_conv_backward(gy, x, idx, w), R.relaxed_conv_backward(gy, x, L, w))
+        for _ in range(10):
+            again = (R.receptive_conv_backward(gy, x, idx, w), R.relaxed_conv_backward(gy, x, L, w))
+            for a, b in zip(first, again):
+                for g1, g2 in zip(a, b):
+                    np.testing.assert_array_equal(g1, g2)
+    finally:
+        pyconvnet.set_num_threads(old)

@@ -121,14 +121,7 @@ void sigmoid_span(const double* __restrict x, double* __restrict y, index_t s, i
 }
 }  // namespace
 
-bool sigmoid_avx512_supported() {
-#ifdef PCN_X86_64
-    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-    return ok;
-#else
-    return false;
-#endif
-}
+bool sigmoid_avx512_supported() { return cpu_has_avx512(); }
 
 bool set_sigmoid_avx512(bool on) { return g_sigmoid_avx512.exchange(on); }
 

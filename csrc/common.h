@@ -19,6 +19,19 @@ namespace pcn {
 
 using index_t = std::int64_t;
 
+// Whether this CPU runs the AVX-512 copies: AVX-512F and FMA (plus BW and VL when
+// `bw_vl`, for byte masks). Checked once per process; false off x86-64 GCC/Clang.
+inline bool cpu_has_avx512(bool bw_vl = false) {
+#ifdef PCN_X86_64
+    static const bool base = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    static const bool bwvl = base && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return bw_vl ? bwvl : base;
+#else
+    (void)bw_vl;
+    return false;
+#endif
+}
+
 // Output length of a convolution along one axis; pad_total = pad_before + pad_after.
 // Geometry values (kernel, stride, padding, dilation) are bounded by the
 // bindings to kMaxGeometry, so the products below cannot overflow int64; the

@@ -39,8 +39,7 @@ long long direct_conv_calls() { return g_calls; }
 
 bool direct_conv_supported() {
 #ifdef PCN_DIRECT
-    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-    return ok;
+    return cpu_has_avx512();
 #else
     return false;
 #endif

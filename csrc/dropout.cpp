@@ -58,15 +58,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void forward_span_avx512(co
 
 std::atomic<bool> g_avx512{true};
 
-bool avx512_ok() {
-#ifdef PCN_X86_64
-    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                           __builtin_cpu_supports("avx512vl");
-    return ok;
-#else
-    return false;
-#endif
-}
 }  // namespace
 
 std::uint32_t dropout_bits(std::uint64_t key, std::uint64_t i) {
@@ -79,7 +70,7 @@ template <typename T>
 void dropout_forward(const T* x, T* y, std::uint8_t* mask, index_t n, std::uint32_t threshold, T scale,
                      std::uint64_t key) {
     const std::uint32_t k0 = std::uint32_t(key), k1 = std::uint32_t(key >> 32);
-    const bool wide = avx512_ok() && g_avx512.load(std::memory_order_relaxed);
+    const bool wide = cpu_has_avx512(true) && g_avx512.load(std::memory_order_relaxed);
     const index_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (chunks > 4)
     for (index_t c = 0; c < chunks; ++c) {

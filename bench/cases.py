@@ -6,7 +6,7 @@ arrays, in the same order for every contender (e.g. conv fwdbwd: y, grad_x,
 grad_weight, grad_bias), so one comparison validates any contender against
 pyconvnet.functional.
 
-The relaxed receptive-field rows (seed 003, ``pyconvnet/relaxed.py``) have 1-D data:
+The relaxed receptive-field rows (the relaxed receptive field paper, ``pyconvnet.functional.relaxed``) have 1-D data:
 ``x`` is (N, C_in, n_in) and ``params`` holds ``out`` (C_out), ``n_out``, ``k`` and
 ``field``: ``relaxed_conv`` contracts with a dense L (n_in, n_out, k) (``field``
 'softmax': softmax over the input axis of N(0, 1) logits, as the layer's L_c), and
@@ -138,7 +138,7 @@ def all_cases() -> list[Case]:
         cases.append(Case("batch_norm", "cifar.bn", m, (128, 64, 32, 32), {}, quick=(m == "fwdbwd")))
     for m in ("fwd", "fwdbwd"):
         cases.append(Case("unfold", "keras.conv2", m, (32, 32, 28, 28), {"k": 3, "padding": 1}))
-    # seed 003 (pyconvnet/experiments/relaxed_mnist.py): RelaxedConv(1 -> 8, n -> n, k=9), batch 128,
+    # the relaxed receptive field paper (pyconvnet/experiments/relaxed_mnist.py): RelaxedConv(1 -> 8, n -> n, k=9), batch 128,
     # on 28x28 MNIST (n = 784) and the --quick 14x14 variant (n = 196). Only the smallest is in --quick.
     cases += _relaxed("relaxed_conv", "relaxed_mnist.n784", 28, quick=())
     cases += _relaxed("relaxed_conv", "relaxed_mnist.n196", 14, quick=("fwdbwd",))

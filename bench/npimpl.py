@@ -1,5 +1,5 @@
-"""The vectorised pure-NumPy contender (seed 002 §5.6: convolution as im2col + one GEMM;
-seed 003: the relaxed receptive-field contraction as GEMMs, see the end of the file).
+"""The vectorised pure-NumPy contender (Kyoto Univ. exercise §5.6: convolution as im2col + one GEMM;
+the relaxed receptive field paper's contraction as GEMMs, see the end of the file).
 
 cs231n-style float32 im2col: the padded input is viewed as sliding windows with
 ``np.lib.stride_tricks.sliding_window_view`` and copied once into the column
@@ -156,7 +156,7 @@ def batch_norm_backward(gy, gamma, cache):
     return gx, gg, gb
 
 
-# ---------------------------------------------------------------- seed 003: relaxed receptive fields
+# ---------------------------------------------------------------- relaxed receptive fields
 # P[n, c, j, s] = sum_i x[n, c, i] L[i, j, s] (dense L) or x[n, c, index[j, s]] (index table,
 # -1 reads 0), then y[n, o, j] = sum_{c, s} w[o, c, s] P[n, c, j, s] + b[o]. The patches are kept
 # as the matrix (N*n_out, C_in*k) (rows per sample and output position, the im2col layout), so

@@ -4,7 +4,7 @@ The hook is ``TRAINING_ROWS``: each entry names a ``pyconvnet.models`` model, it
 batch size and optimizer. For every row and thread count each contender runs in a
 fresh subprocess (``python -m bench.training --worker ...``) so that its peak RSS is its
 own (VmHWM from /proc/self/status; ``getrusage`` ru_maxrss is recorded beside it, but
-on Linux it carries the spawning parent's RSS across execve, see _rss_mib): the worker holds a
+on Linux it carries the spawning parent's RSS across execve, see pyconvnet._process.peak_rss_mib): the worker holds a
 random MNIST-shaped uint8 training set (60,000 x 1 x 28 x 28, like the real one),
 converts each batch to float32 in [0, 1] as ``pyconvnet.training.fit`` does, warms
 up, times a fixed number of forward + loss + backward + optimizer steps and scales
@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from .timing import wait_quiet
+
+
+def _process_facts():
+    """pyconvnet._process (a leaf module) loaded from its file, without importing the
+    pyconvnet package: in the torch worker, pyconvnet's _core and OpenBLAS would count
+    towards torch's peak RSS."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyconvnet", "_process.py")
+    if not os.path.exists(path):  # benchmarking an installed pyconvnet: find its file without importing it
+        spec = importlib.util.find_spec("pyconvnet")
+        path = os.path.join(os.path.dirname(spec.origin), "_process.py")
+    spec = importlib.util.spec_from_file_location("_pyconvnet_process", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_facts = _process_facts()
+peak_rss_mib, ru_maxrss_mib = _facts.peak_rss_mib, _facts.ru_maxrss_mib
 
 EPOCH = 60_000
 TOL = 1e-4
@@ -173,28 +192,9 @@ def validate(row, torch) -> dict:
 
 
 # ------------------------------------------------------------------ the worker (fresh process)
-def _ru_maxrss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _rss_mib():
-    """Peak RSS of this process: VmHWM of /proc/self/status (the high-water mark of this
-    process image). ru_maxrss is recorded too but not used: on Linux it survives execve,
-    so a worker spawned by the (torch-importing, ~350 MiB) bench parent reports at least
-    the parent's RSS at fork time."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return _ru_maxrss_mib()
-
-
 def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
     row = next(r for r in TRAINING_ROWS if r.model == model)
-    rss_start = _rss_mib()
+    rss_start = peak_rss_mib()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (EPOCH, 1, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, EPOCH).astype(np.int64)
@@ -238,7 +238,7 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
             lt.backward()
             opt.step()
             return lt.item()
-    rss_setup = _rss_mib()
+    rss_setup = peak_rss_mib()
     nb = EPOCH // row.batch
     pos = 0
 
@@ -275,9 +275,9 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
         "epoch_s": per_batch * EPOCH / row.batch,
         "epoch_s_min_chunk": min(chunks) * EPOCH / row.batch,
         "epoch_s_max_chunk": max(chunks) * EPOCH / row.batch,
-        "peak_rss_mib": _rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "peak_rss_source": "VmHWM",
-        "ru_maxrss_mib": _ru_maxrss_mib(),
+        "ru_maxrss_mib": ru_maxrss_mib(),
         "rss_after_imports_and_setup_mib": rss_setup,
         "rss_at_start_mib": rss_start,
         "rss_note": "includes the 47 MB uint8 MNIST-shaped training set",

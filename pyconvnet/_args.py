@@ -1,5 +1,9 @@
-"""Argument checking shared by pyconvnet.functional: every public function
-validates here, so errors name the argument, what it got and what was expected."""
+"""Argument checking shared by every public function: errors name the argument,
+what it got and what was expected.
+
+This module is a leaf: it must not import anything else from pyconvnet (every
+other module may import it). tests/test_architecture.py enforces the rule for
+the whole package: imports only point down the layers of docs/architecture.md."""
 from __future__ import annotations
 
 import operator
@@ -51,6 +55,33 @@ def as_int(v, name: str) -> int:
         return operator.index(v)
     except TypeError:
         raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}") from None
+
+
+def positive_int(v, name: str, minimum: int = 1) -> int:
+    """An int >= ``minimum`` (1: positive), or a TypeError/ValueError naming ``name``."""
+    v = as_int(v, name)
+    if v < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {what}, got {v}")
+    return v
+
+
+def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """``dtype`` as np.float32 or np.float64, or a TypeError naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def flag(v, name: str) -> bool:
+    """A bool (numpy bools too), or a TypeError naming ``name``."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {v!r}")
+    return bool(v)
 
 
 def pair(v, name: str, minimum: int) -> tuple[int, int]:

@@ -13,6 +13,8 @@ import tempfile
 
 import numpy as np
 
+from .layers import layer_from_config
+
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError"]
 
 FORMAT = "pyconvnet-checkpoint-1"
@@ -81,8 +83,6 @@ class Checkpoint:
 
 def load_checkpoint(path):
     """Rebuild the model from ``path`` (a fresh process predicts bit-identically)."""
-    from .layers import layer_from_config
-
     try:
         # our own file object: np.load leaks its handle when the zip is unreadable
         with open(os.fspath(path), "rb") as f, np.load(f, allow_pickle=False) as z:

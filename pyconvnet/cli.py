@@ -12,7 +12,7 @@ import numpy as np
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam")
-# Defaults per model: what the seed documents use (seed 000: SGD lr 0.05; seed 002: Adadelta).
+# Defaults per model: what the seed documents use (the LeNet-5 translation report: SGD lr 0.05; the Kyoto Univ. exercise: Adadelta).
 MODEL_DEFAULTS = {
     "mlp3": dict(dataset="mnist", optimizer="sgd", lr=0.5, batch_size=100),
     "lenet5": dict(dataset="mnist", optimizer="sgd", lr=0.05, batch_size=64),
@@ -276,7 +276,7 @@ def make_parser():
     xs.required = True
     from .experiments import relaxed_mnist
 
-    rm = xs.add_parser("relaxed-mnist", help="seed 003: learned receptive fields on MNIST / pixel-permuted MNIST",
+    rm = xs.add_parser("relaxed-mnist", help="the relaxed receptive field paper: learned receptive fields on MNIST / pixel-permuted MNIST",
                        description=relaxed_mnist.__doc__.split("\n\n")[0])
     relaxed_mnist.add_arguments(rm)
     rm.set_defaults(func=relaxed_mnist.run_from_args)

@@ -14,7 +14,7 @@ same model in float32 and float64 (up to rounding).
 ==================  =========================================================
 name                distribution
 ==================  =========================================================
-``normal_fan_in``   N(0, 1/fan_in) -- seed 002 §4.2.2 (variance 1/N, N = nodes
+``normal_fan_in``   N(0, 1/fan_in) -- Kyoto Univ. exercise §4.2.2 (variance 1/N, N = nodes
                     of the previous layer); the layers' default
 ``kaiming_normal``  He: N(0, gain^2/fan), gain = sqrt(2), fan = fan_in
 ``kaiming_uniform`` He: U(-b, b), b = gain * sqrt(3/fan)
@@ -31,6 +31,8 @@ import math
 import operator
 
 import numpy as np
+
+from ._args import float_dtype as _dtype
 
 __all__ = [
     "as_rng", "fans", "get", "normal_fan_in", "kaiming_normal", "kaiming_uniform", "xavier_normal",
@@ -95,15 +97,8 @@ def _fans(shape, fan_in, fan_out):
     return fi, fo
 
 
-def _dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-    return dt
-
-
 def normal_fan_in(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float32):
-    """N(0, 1/fan_in): seed 002's initialisation (variance 1/N, N = size of the previous layer)."""
+    """N(0, 1/fan_in): the Kyoto Univ. exercise's initialisation (variance 1/N, N = size of the previous layer)."""
     shape, dtype = _shape(shape), _dtype(dtype)
     fi, _ = _fans(shape, fan_in, fan_out)
     return (as_rng(rng).standard_normal(shape) * (1.0 / math.sqrt(fi))).astype(dtype)

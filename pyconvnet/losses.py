@@ -4,7 +4,7 @@ Each loss has ``forward(prediction, target) -> float`` (which caches what the
 gradient needs), ``backward(grad=1.0) -> grad_prediction`` (the gradient of
 ``grad * loss``), ``__call__ = forward``, and ``reduction`` 'mean' (default) or 'sum'.
 
-SoftmaxCrossEntropy is softmax + cross-entropy fused (seed 002 eqs. 5-8, 12):
+SoftmaxCrossEntropy is softmax + cross-entropy fused (Kyoto Univ. exercise, eqs. 5-8, 12):
     loss = mean_i [ logsumexp(a_i) - a_i[y_i] ]   with   logsumexp(a) = alpha + log sum exp(a - alpha), alpha = max a
     grad = (softmax(a) - onehot(y)) / B
 which stays finite for any finite logits (exp only ever sees values <= 0).
@@ -22,7 +22,7 @@ __all__ = ["Loss", "SoftmaxCrossEntropy", "MSELoss", "BCEWithLogitsLoss", "log_s
 
 
 def log_softmax(a, axis=1):
-    """a - logsumexp(a) along ``axis``, computed stably (seed 002 eqs. 5-6)."""
+    """a - logsumexp(a) along ``axis``, computed stably (Kyoto Univ. exercise, eqs. 5-6)."""
     a = float_array(a, "a")
     z = a - a.max(axis=axis, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
@@ -72,7 +72,7 @@ class SoftmaxCrossEntropy(Loss):
     logits (N, C) or (N, C, d1, ...) (class axis 1, e.g. per-pixel segmentation);
     labels: integer class indices (N,) / (N, d1, ...) in [0, C), or one-hot / class
     probabilities of the logits' shape. 'mean' averages over the N (* d1 * ...)
-    positions, so the gradient is (softmax - onehot) / B as seed 002 eq. 12."""
+    positions, so the gradient is (softmax - onehot) / B, the Kyoto Univ. exercise's eq. 12."""
 
     def forward(self, logits, labels):
         a = float_array(logits, "logits")

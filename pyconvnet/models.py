@@ -10,11 +10,12 @@ import numpy as np
 
 from . import layers as L
 
-__all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "MODELS", "build"]
+__all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
+           "matched_hidden", "MODELS", "build"]
 
 
 def mlp3(hidden=256, in_shape=(1, 28, 28), classes=10, seed=0, dtype=np.float32):
-    """Seed 002's three-layer network: 784 -> M sigmoid -> 10 (softmax in the loss).
+    """The Kyoto Univ. exercise's three-layer network: 784 -> M sigmoid -> 10 (softmax in the loss).
     Weights N(0, 1/fan_in) as the course prescribes."""
     rng = np.random.default_rng(seed)
     d = int(np.prod(in_shape))
@@ -43,7 +44,7 @@ def lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, pad_input=2):
 
 
 def keras_cnn(in_channels=1, size=28, classes=10, dropout=True, seed=0, dtype=np.float32):
-    """Seed 002 §6.3: Conv32(3x3, same) - Conv64(3x3, same) - MaxPool 2x2 - Dense128 - Dense10,
+    """The Kyoto Univ. exercise's Keras CNN (§6.3): Conv32(3x3, same) - Conv64(3x3, same) - MaxPool 2x2 - Dense128 - Dense10,
     ReLU; with ``dropout`` the Keras example's 0.25 after pooling and 0.5 after Dense128."""
     rng = np.random.default_rng(seed)
     he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
@@ -75,7 +76,7 @@ def cifar_cnn(in_channels=3, classes=10, width=32, seed=0, dtype=np.float32):
 
 
 def robust_lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, mix_channels=16):
-    """Seed 000's translation-robust LeNet-5 on 28x28 digits (padded to 32x32 in C1).
+    """The translation-robust LeNet-5 of the LeNet-5 translation report (Tohoku Univ.) on 28x28 digits (padded to 32x32 in C1).
 
     The LeNet-5 trunk runs as usual up to C5 (120 maps of 1x1); those 120 values are
     upsampled back to C1's 28x28 grid, concatenated with the 6 C1 maps (before
@@ -107,13 +108,45 @@ def robust_lenet5(in_channels=1, classes=10, seed=0, dtype=np.float32, mix_chann
     return L.Graph(nodes, inputs=["input"], outputs=["out"])
 
 
+def relaxed_net(size, channels=8, k=9, seed=0, r_std=1e-3, classes=10, dtype=np.float32):
+    """The relaxed receptive field paper's network: RelaxedConv(1 -> channels, n -> n, k slots,
+    centre slot fixed to the identity) - ReLU - Linear(channels*n -> classes), n = size*size."""
+    rng = np.random.default_rng(seed)
+    n = size * size
+    return L.Sequential(L.RelaxedConv(1, channels, n, n, k, centre=True, r_std=r_std, rng=rng, dtype=dtype),
+                        L.ReLU(), L.Flatten(), L.Linear(channels * n, classes, rng=rng, dtype=dtype))
+
+
+def grid_cnn(size, channels=8, seed=0, classes=10, dtype=np.float32):
+    """The CNN with the relaxed network's channel budget: Conv2d(1 -> channels, 3x3, 'same') -
+    ReLU - Linear(channels*size*size -> classes)."""
+    rng = np.random.default_rng(seed)
+    return L.Sequential(L.Conv2d(1, channels, 3, padding=1, init="kaiming_normal", rng=rng, dtype=dtype), L.ReLU(),
+                        L.Flatten(), L.Linear(channels * size * size, classes, rng=rng, dtype=dtype))
+
+
+def matched_hidden(size, channels=8, classes=10):
+    """The hidden width of an MLP with as many parameters as :func:`grid_cnn`."""
+    n = size * size
+    cnn = channels * 9 + channels + channels * n * classes + classes
+    return max(1, round((cnn - classes) / (n + 1 + classes)))
+
+
+def matched_mlp(size, hidden, seed=0, classes=10, dtype=np.float32):
+    """The paper's "Linear" network: an MLP n -> hidden -> classes (ReLU)."""
+    rng = np.random.default_rng(seed)
+    n = size * size
+    return L.Sequential(L.Flatten(), L.Linear(n, hidden, init="kaiming_normal", rng=rng, dtype=dtype), L.ReLU(),
+                        L.Linear(hidden, classes, rng=rng, dtype=dtype))
+
+
 # name -> (builder, one-line description); build() maps a data set geometry to builder arguments.
 MODELS = {
-    "mlp3": (mlp3, "seed 002's 784-M-10 sigmoid network"),
+    "mlp3": (mlp3, "the Kyoto Univ. exercise's 784-M-10 sigmoid network"),
     "lenet5": (lenet5, "LeNet-5 (LeCun 1998), ReLU + max pooling"),
-    "keras_cnn": (keras_cnn, "seed 002 §6.3: Conv32-Conv64-MaxPool-Dense128-Dense10 (+ Keras dropout)"),
+    "keras_cnn": (keras_cnn, "Kyoto Univ. exercise §6.3: Conv32-Conv64-MaxPool-Dense128-Dense10 (+ Keras dropout)"),
     "cifar_cnn": (cifar_cnn, "VGG-style 6 conv + BN + dropout for 32x32 colour images"),
-    "robust_lenet5": (robust_lenet5, "seed 000: LeNet-5 with upsampled C5 + C1 skip and a pointwise conv"),
+    "robust_lenet5": (robust_lenet5, "the LeNet-5 translation report: LeNet-5 with upsampled C5 + C1 skip and a pointwise conv"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Optimizers (seed 002 §5.4) updating parameters in place, plus learning-rate schedules.
+"""Optimizers (Kyoto Univ. exercise §5.4) updating parameters in place, plus learning-rate schedules.
 
 Interface
 ---------
@@ -322,8 +322,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Plain SGD, seed 002 eq. 39: W <- W - lr * dE/dW. (Seed 000 trains with lr 0.05;
-    seed 002 suggests 0.01 -- there is no default.)"""
+    """Plain SGD (Kyoto Univ. exercise, eq. 39): W <- W - lr * dE/dW. (The LeNet-5 translation report trains with lr 0.05;
+    the Kyoto Univ. exercise suggests 0.01 -- there is no default.)"""
 
     def __init__(self, params, lr, weight_decay=0.0, scheduler=None):
         super().__init__(params, lr, weight_decay, scheduler)
@@ -338,9 +338,9 @@ class SGD(Optimizer):
 
 
 class MomentumSGD(Optimizer):
-    """SGD with momentum, seed 002 eqs. 40-41:
+    """SGD with momentum (Kyoto Univ. exercise, eqs. 40-41):
     dW <- momentum * dW - lr * dE/dW;  W <- W + dW  (dW starts at 0).
-    Recommended (seed 002): lr = 0.01, momentum = 0.9 (the defaults). Slot: "velocity".
+    Recommended (Kyoto Univ. exercise): lr = 0.01, momentum = 0.9 (the defaults). Slot: "velocity".
     (torch's SGD(momentum) scales differently: it keeps v <- m v + g and steps -lr v.)"""
 
     slots = ("velocity",)
@@ -367,9 +367,9 @@ class MomentumSGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """AdaGrad, seed 002 eqs. 42-43:
+    """AdaGrad (Kyoto Univ. exercise, eqs. 42-43):
     h <- h + g o g;  W <- W - lr * g / sqrt(h)   (h starts at h0).
-    Recommended (seed 002): lr = 0.001, h0 = 1e-8 (the defaults). Slot: "h"."""
+    Recommended (Kyoto Univ. exercise): lr = 0.001, h0 = 1e-8 (the defaults). Slot: "h"."""
 
     slots = ("h",)
 
@@ -394,9 +394,9 @@ class AdaGrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """RMSProp, seed 002 eqs. 44-45:
+    """RMSProp (Kyoto Univ. exercise, eqs. 44-45):
     h <- rho h + (1 - rho) g o g;  W <- W - lr * g / (sqrt(h) + eps)   (h starts at 0).
-    Recommended (seed 002): lr = 0.001, rho = 0.9, eps = 1e-8 (the defaults). Slot: "h"."""
+    Recommended (Kyoto Univ. exercise): lr = 0.001, rho = 0.9, eps = 1e-8 (the defaults). Slot: "h"."""
 
     slots = ("h",)
 
@@ -422,10 +422,10 @@ class RMSProp(Optimizer):
 
 
 class AdaDelta(Optimizer):
-    """AdaDelta, seed 002 eqs. 46-49:
+    """AdaDelta (Kyoto Univ. exercise, eqs. 46-49):
     h <- rho h + (1 - rho) g o g;  dW <- -sqrt(s + eps) / sqrt(h + eps) o g;
     s <- rho s + (1 - rho) dW o dW;  W <- W + lr * dW   (h, s start at 0).
-    Recommended (seed 002, from the AdaDelta paper): rho = 0.95, eps = 1e-6 (the
+    Recommended (Kyoto Univ. exercise, from the AdaDelta paper): rho = 0.95, eps = 1e-6 (the
     defaults). AdaDelta needs no learning rate: lr = 1.0 (default) is exactly the
     seed's rule; other values scale the step (for schedules). Slots: "h", "s"."""
 
@@ -468,10 +468,10 @@ class AdaDelta(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, seed 002 eqs. 50-55:
+    """Adam (Kyoto Univ. exercise, eqs. 50-55):
     t <- t + 1;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g o g;
     m^ = m / (1 - b1^t);  v^ = v / (1 - b2^t);  W <- W - lr * m^ / (sqrt(v^) + eps).
-    Recommended (seed 002, from the Adam paper): lr (alpha) = 0.001, beta1 = 0.9,
+    Recommended (Kyoto Univ. exercise, from the Adam paper): lr (alpha) = 0.001, beta1 = 0.9,
     beta2 = 0.999, eps = 1e-8 (the defaults). Slots: "m", "v"; t is ``step_count``."""
 
     slots = ("m", "v")

@@ -8,6 +8,7 @@ dropout masks all come from generators seeded from it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -16,22 +17,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import checkpoint
+from .data.augment import to_float
+
 __all__ = [
     "History", "TrainingDiverged", "Callback", "EarlyStopping", "CheckpointBest", "LRSchedule",
-    "fit", "evaluate", "predict", "to_float",
+    "fit", "evaluate", "predict", "to_float", "epoch_generator", "no_input_grad",
 ]
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def to_float(images, dtype=np.float32):
-    """uint8 images -> floats in [0, 1]; float input is passed through in ``dtype``."""
-    a = np.asarray(images)
-    if a.dtype == np.uint8:
-        return a.astype(dtype) * dtype(1.0 / 255.0)
-    return a.astype(dtype, copy=False)
 
 
 @dataclass
@@ -122,10 +118,8 @@ class CheckpointBest(_Monitor):
     def on_epoch_end(self, epoch, logs, trainer):
         value = self._value(logs)
         if self._improved(value):
-            from .checkpoint import save_checkpoint
-
             self.best = value
-            save_checkpoint(self.path, trainer.model, trainer.optimizer,
+            checkpoint.save_checkpoint(self.path, trainer.model, trainer.optimizer,
                             meta={**self.meta, "epoch": epoch + 1, "history": trainer.history.as_dict(),
                                   "monitor": self.monitor, "best": value})
 
@@ -138,6 +132,29 @@ class LRSchedule(Callback):
 
     def on_epoch_begin(self, epoch, trainer):
         trainer.optimizer.lr = float(self.schedule(epoch))
+
+
+def epoch_generator(model, seed, epoch):
+    """The generator of epoch ``epoch`` (shuffling, augmentation), derived from (seed, epoch),
+    and the model's random layers (Dropout) reseeded from (seed, epoch, 1): resuming at
+    epoch k replays exactly what an uninterrupted run would have done."""
+    if hasattr(model, "set_rng"):
+        model.set_rng(np.random.default_rng([int(seed), int(epoch), 1]))
+    return np.random.default_rng([int(seed), int(epoch)])
+
+
+@contextlib.contextmanager
+def no_input_grad(model):
+    """Within it, the model's first layer skips the gradient with respect to its input:
+    when training, nothing consumes the gradient with respect to the images."""
+    saved = getattr(model, "need_input_grad", None)
+    if saved is not None:
+        model.need_input_grad = False
+    try:
+        yield model
+    finally:
+        if saved is not None:
+            model.need_input_grad = saved
 
 
 def _batches(n, batch_size, rng=None):
@@ -189,16 +206,9 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
         trainer.history = history
     for cb in callbacks:
         cb.on_train_begin(trainer)
-    # Nothing consumes the gradient w.r.t. the images: let the first layer skip it.
-    saved_need = getattr(model, "need_input_grad", None)
-    if saved_need is not None:
-        model.need_input_grad = False
-    try:
+    with no_input_grad(model):
         _run_epochs(model, x, y, epochs, batch_size, optimizer, loss, validation, shuffle, seed, callbacks,
                     transform, augment, initial_epoch, trainer)
-    finally:
-        if saved_need is not None:
-            model.need_input_grad = saved_need
     return trainer.history
 
 
@@ -206,11 +216,7 @@ def _run_epochs(model, x, y, epochs, batch_size, optimizer, loss, validation, sh
                 augment, initial_epoch, trainer):
     verbose = trainer.verbose
     for epoch in range(initial_epoch, initial_epoch + epochs):
-        # One generator per epoch, derived from (seed, epoch): resuming at epoch k
-        # replays exactly what an uninterrupted run would have done.
-        rng = np.random.default_rng([int(seed), epoch])
-        if hasattr(model, "set_rng"):
-            model.set_rng(np.random.default_rng([int(seed), epoch, 1]))
+        rng = epoch_generator(model, seed, epoch)
         if hasattr(optimizer, "set_epoch"):
             optimizer.set_epoch(epoch)
         for cb in callbacks:

@@ -6,9 +6,9 @@ test_invariants, test_bad_input, test_bindings_fuzz, test_threads).
   and the naive loop oracle pyconvnet.reference, or any two modules with the
   same names), compares every output and every gradient with a dtype-aware
   tolerance, checks dtypes and that no input was modified.
-* ``numeric_grad`` / ``check_grad``: central finite differences of the fake loss
-  ``sum(f(x) * dout)``, element by element for small tensors and along a random
-  direction (chainer's ``check_backward`` style) for large ones.
+* ``check_grad``: central finite differences of the fake loss ``sum(f(x) * dout)``
+  through ``pyconvnet.gradcheck``, element by element for small tensors and along
+  random directions (chainer's ``check_backward`` style) for large ones.
 * hypothesis strategies for window geometries (conv, transposed conv, pooling).
 * ``run_isolated``: runs a function in a forked child, so a segfault in the C++
   kernels is reported as a test failure naming the input instead of killing pytest.
@@ -41,6 +41,7 @@ with warnings.catch_warnings():
 
 import pyconvnet
 from pyconvnet import functional as F
+from pyconvnet import gradcheck
 
 F32, F64 = np.float32, np.float64
 DTYPES = (F32, F64)
@@ -131,34 +132,9 @@ def check_op(fwd, bwd=None, *, inputs=(), dtype=F64, rng=None, impls=None, tol=N
 
 
 # ----------------------------------------------------------------------------- finite differences
-def numeric_grad(loss, x, eps=1e-6):
-    """Central differences of the scalar loss() with respect to every element of x (in place, restored)."""
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = loss()
-        flat[i] = old - eps
-        down = loss()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return g
-
-
-def directional_grad(loss, x, direction, eps=1e-6):
-    """(loss(x + eps d) - loss(x - eps d)) / 2eps: the derivative along d (x restored)."""
-    old = x.copy()
-    x += eps * direction
-    up = loss()
-    x[...] = old - eps * direction
-    down = loss()
-    x[...] = old
-    return (up - down) / (2 * eps)
-
-
 def check_grad(forward, params, analytic, dout, *, tol=1e-6, eps=1e-6, max_elems=64, rng=None, names=None):
-    """Checks analytic gradients against finite differences of sum(forward() * dout).
+    """Checks analytic gradients against finite differences of sum(forward() * dout), through
+    the library's own checker (pyconvnet.gradcheck: the one finite-difference core).
 
     forward() reads the float64 arrays in ``params`` (perturbed in place);
     analytic[i] is the claimed gradient for params[i]. Tensors with more than
@@ -172,19 +148,8 @@ def check_grad(forward, params, analytic, dout, *, tol=1e-6, eps=1e-6, max_elems
         label = names[i] if names else f"param[{i}]"
         assert a is not None, f"{label}: no analytic gradient"
         assert a.shape == p.shape, f"{label}: gradient shape {a.shape} != {p.shape}"
-        if p.size <= max_elems:
-            n = numeric_grad(loss, p, eps)
-            scale = np.maximum(np.maximum(np.abs(a), np.abs(n)), 1.0)
-            bad = np.abs(a - n) > tol * scale
-            assert not bad.any(), (f"{label}: analytic and numeric gradients differ at {np.argwhere(bad)[:5].tolist()}:"
-                                   f" analytic {a[bad][:5]}, numeric {n[bad][:5]}")
-        else:
-            for _ in range(3):
-                d = rng.standard_normal(p.shape)
-                n = directional_grad(loss, p, d, eps)
-                an = float(np.sum(a * d))
-                assert abs(an - n) <= tol * max(abs(an), abs(n), 1.0), \
-                    f"{label}: directional derivative analytic {an} vs numeric {n}"
+        gradcheck.check_gradient(loss, p, a, eps=eps, tol=tol, max_elements=max_elems, directions=3, rng=rng,
+                                 what=label)
 
 
 # ----------------------------------------------------------------------------- data

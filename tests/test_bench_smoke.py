@@ -145,7 +145,7 @@ def test_no_torch_env_var(bench_env):
 
 
 def test_quick_relaxed_row(bench_env, tmp_path):
-    """The seed-003 relaxed receptive-field contraction: --quick holds exactly one small row
+    """The relaxed receptive-field contraction: --quick holds exactly one small row
     (relaxed_conv, n = 196, fwd+bwd), every contender validated, GFLOP/s recorded, and the naive
     reference timed on two slices of output positions and extrapolated (not scaled by the batch)."""
     extra = ("--no-training",) + (() if HAVE_TORCH else ("--no-torch",))

@@ -1,5 +1,5 @@
 """Tests for pyconvnet.losses: values against the textbook formulas written out here,
-gradients against seed 002 eq. 12 and central finite differences, stability for
+gradients against Kyoto Univ. exercise, eq. 12 and central finite differences, stability for
 extreme logits, and argument errors."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def finite_diff(f, a, eps=1e-6):
 
 
 def naive_ce(a, labels):
-    """mean_i -log(softmax(a_i)[y_i]) with softmax written out (seed 002 eqs. 5-8), moderate logits only."""
+    """mean_i -log(softmax(a_i)[y_i]) with softmax written out (Kyoto Univ. exercise, eqs. 5-8), moderate logits only."""
     total = 0.0
     for row, y in zip(a, labels):
         e = [math.exp(v) for v in row]

@@ -41,7 +41,7 @@ EXPECTED = {
                                      + dense(16 * 14 * 14, 84) + dense(84, 10)),
 }
 
-# mlp3 is also numerically pinned: 203530 is the seed 002 network with M = 256
+# mlp3 is also numerically pinned: 203530 is the Kyoto Univ. exercise's network with M = 256
 PINNED = {"mlp3": 203_530, "lenet5": 61_706, "keras_cnn": 1_625_866, "robust_lenet5": 317_082, "cifar_cnn": 307_946}
 
 

@@ -1,4 +1,4 @@
-"""Tests for pyconvnet.optim: the seed 002 §5.4 update rules on tiny cases whose
+"""Tests for pyconvnet.optim: the Kyoto Univ. exercise §5.4 update rules on tiny cases whose
 expected values are worked out here step by step with scalar arithmetic (never by
 calling the optimizer), weight decay, schedules, state_dict round trips, in-place
 updates without fresh memory, and argument errors."""

@@ -19,6 +19,7 @@ from ._resolve import ENV_VAR, SHA256, ChecksumError, DatasetNotFoundError, cach
 from .augment import (
     Compose,
     Normalize,
+    downsample,
     PixelPermutation,
     RandomCrop,
     RandomHFlip,
@@ -29,6 +30,7 @@ from .augment import (
     random_crop,
     random_hflip,
     random_translate,
+    to_float,
     to_float32,
     to_uint8,
 )
@@ -49,7 +51,7 @@ __all__ = [
     "read_idx", "write_idx", "parse_idx", "read_cifar_bin", "write_cifar_bin", "parse_cifar_bin",
     "DatasetNotFoundError", "ChecksumError", "cache_dir", "search_roots", "ENV_VAR", "SHA256",
     "ImageFolder",
-    "to_float32", "to_uint8", "normalize", "mean_std",
+    "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
     "random_translate", "random_crop", "random_hflip", "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]

@@ -25,7 +25,7 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 IntPair = Union[int, Tuple[int, int], Sequence[int]]
 
 __all__ = [
-    "to_float32", "to_uint8", "normalize", "mean_std",
+    "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
     "random_translate", "random_crop", "random_hflip", "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]
@@ -54,16 +54,26 @@ def _pair(v: IntPair, what: str) -> Tuple[int, int]:
 
 # --------------------------------------------------------------------------- conversions
 
-def to_float32(images: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1] (divided by 255); float input is cast to float32 unchanged."""
+def to_float(images, dtype=np.float32) -> np.ndarray:
+    """uint8 images -> floats in [0, 1] (divided by 255) of ``dtype``; float input is
+    cast to ``dtype`` (returned as is, not copied, when it already has it).
+
+    The default input transform of the training loop. Other dtypes (ints, bools) are a
+    TypeError: their scale is unknown."""
     images = np.asarray(images)
+    dtype = np.dtype(dtype)
     if images.dtype == np.uint8:
-        out = images.astype(np.float32)
-        out *= np.float32(1.0 / 255.0)
+        out = images.astype(dtype)
+        out *= dtype.type(1.0 / 255.0)
         return out
     if np.issubdtype(images.dtype, np.floating):
-        return images.astype(np.float32)
-    raise TypeError(f"to_float32: expected uint8 or floating images, got {images.dtype}")
+        return images.astype(dtype, copy=False)
+    raise TypeError(f"images: expected uint8 or floating images, got dtype {images.dtype}")
+
+
+def to_float32(images: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1]; float input cast to float32 (:func:`to_float`)."""
+    return to_float(images, np.float32)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -130,6 +140,20 @@ def mean_std(images: np.ndarray, chunk: int = 1024) -> Tuple[np.ndarray, np.ndar
 
 
 # --------------------------------------------------------------------------- random geometry
+
+def downsample(images: np.ndarray, size: int) -> np.ndarray:
+    """Square uint8 or float images (N, C, H, H) -> float32 (N, C, size, size) in [0, 1] by
+    means over (H/size)^2 blocks (``size`` must divide H)."""
+    images = _batch(images, "downsample")
+    n, c, h, w = images.shape
+    if h != w or size < 1 or h % size:
+        raise ValueError(f"size: must divide the image side {h} (square images), got {size} for shape {images.shape}")
+    f = h // size
+    x = to_float(images, np.float32)
+    if f > 1:
+        x = x.reshape(n, c, size, f, size, f).mean(axis=(3, 5), dtype=np.float32)
+    return np.ascontiguousarray(x)
+
 
 def _grouped_copy(keys: np.ndarray, copy_group: Callable[[np.ndarray, int], None]) -> None:
     """Call ``copy_group(idx, key)`` once per distinct key (images sharing an offset)."""

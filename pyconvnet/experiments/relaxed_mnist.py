@@ -1,4 +1,6 @@
-"""Seed 003 experiment: learned receptive fields on MNIST and pixel-permuted MNIST.
+"""The relaxed receptive field paper's experiment (Tazume et al., "Optimizing the local
+receptive field by gradient descent"): learned receptive fields on MNIST and
+pixel-permuted MNIST.
 
 ``pyconvnet experiment relaxed-mnist [--quick]`` (or ``python -m
 pyconvnet.experiments.relaxed_mnist``) reproduces the comparison of the paper's
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -42,21 +43,9 @@ PAPER_CENTRES = ((15, 15), (13, 25), (25, 25))  # Fig. 4.1, 1-based, on 28x28
 
 
 # ------------------------------------------------------------------ data
-def downsample(images, size):
-    """uint8 (N, 1, 28, 28) -> float32 (N, 1, size, size) in [0, 1] by block means (size divides 28)."""
-    n, c, h, w = images.shape
-    if h % size or w % size:
-        raise ValueError(f"--size: must divide {h}, got {size}")
-    f = h // size
-    x = images.astype(np.float32) * np.float32(1 / 255)
-    if f > 1:
-        x = x.reshape(n, c, size, f, size, f).mean(axis=(3, 5), dtype=np.float32)
-    return np.ascontiguousarray(x)
-
-
 def load_data(size, root=None, limit=None, perm_seed=0):
     """(xtr, ytr, xte, yte) as float32 images, and the PixelPermutation of the shuffled set."""
-    from ..data import PixelPermutation, mnist
+    from ..data import PixelPermutation, downsample, mnist
 
     ds = mnist(root=root)
     xtr, ytr, xte, yte = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
@@ -76,64 +65,7 @@ def dataset(base, perm, name):
     return (perm.apply(xtr), ytr, perm.apply(xte), yte)
 
 
-# ------------------------------------------------------------------ models
-def relaxed_model(size, channels, k, seed, r_std):
-    from .. import layers as L
-    from ..relaxed import RelaxedConv
-
-    rng = np.random.default_rng(seed)
-    n = size * size
-    return L.Sequential(RelaxedConv(1, channels, n, n, k, centre=True, r_std=r_std, rng=rng), L.ReLU(),
-                        L.Flatten(), L.Linear(channels * n, 10, rng=rng))
-
-
-def cnn_model(size, channels, seed):
-    from .. import layers as L
-
-    rng = np.random.default_rng(seed)
-    return L.Sequential(L.Conv2d(1, channels, 3, padding=1, init="kaiming_normal", rng=rng), L.ReLU(),
-                        L.Flatten(), L.Linear(channels * size * size, 10, rng=rng))
-
-
-def mlp_model(size, hidden, seed):
-    from .. import layers as L
-
-    rng = np.random.default_rng(seed)
-    n = size * size
-    return L.Sequential(L.Flatten(), L.Linear(n, hidden, init="kaiming_normal", rng=rng), L.ReLU(),
-                        L.Linear(hidden, 10, rng=rng))
-
-
-def matched_hidden(size, channels):
-    """MLP width with the parameter count of the CNN."""
-    n = size * size
-    cnn = channels * 9 + channels + channels * n * 10 + 10
-    return max(1, round((cnn - 10) / (n + 11)))
-
-
 # ------------------------------------------------------------------ helpers
-def peak_rss_mib():
-    """Peak resident set (VmHWM) of this process, MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def reset_peak_rss():
-    """Resets VmHWM (Linux: write 5 to clear_refs) so the next peak is per phase; False if not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _identity(a):
     return a
 
@@ -154,8 +86,10 @@ def train_and_test(model, params, train, test, args, log):
 
 def run_proposed(data, args, order, size, log):
     """Search R (order 1 or 2), discretise, retrain W from scratch; returns a result dict."""
+    from ..models import relaxed_net
+    from .._process import peak_rss_mib, reset_peak_rss
     from ..optim import Adam, MomentumSGD
-    from ..relaxed import arch_parameters, relaxed_layers, search, weight_parameters
+    from ..search import arch_parameters, relaxed_layers, search, weight_parameters
 
     xtr, ytr, xte, yte = data
     rng = np.random.default_rng(args.seed)
@@ -163,7 +97,7 @@ def run_proposed(data, args, order, size, log):
     half = len(xtr) // 2
     n_s = min(half, args.search_samples) if args.search_samples else half
     tr, va = order_idx[:n_s], order_idx[half:half + n_s]
-    model = relaxed_model(size, args.channels, args.k, args.seed, args.r_std)
+    model = relaxed_net(size, args.channels, args.k, args.seed, args.r_std)
     w_opt = MomentumSGD(weight_parameters(model), lr=args.search_lr, momentum=0.9)
     r_opt = Adam(arch_parameters(model), lr=args.r_lr)
     reset_peak_rss()
@@ -175,7 +109,7 @@ def run_proposed(data, args, order, size, log):
     learned_R = layer.params["R"].copy()
     index = layer.receptive_index()
     del model, w_opt, r_opt
-    final = relaxed_model(size, args.channels, args.k, args.seed + 1, args.r_std)
+    final = relaxed_net(size, args.channels, args.k, args.seed + 1, args.r_std)
     flayer = relaxed_layers(final)[0]
     np.copyto(flayer.params["R"], learned_R)
     flayer.discretize()
@@ -188,10 +122,11 @@ def run_proposed(data, args, order, size, log):
 def run_random_fields(data, args, size, log):
     """Ablation: the same network with the receptive field drawn at random (argmax of the random
     initial R, centre slot still the identity), no search; W trained as for the proposed model."""
-    from ..relaxed import relaxed_layers, weight_parameters
+    from ..models import relaxed_net
+    from ..search import relaxed_layers, weight_parameters
 
     xtr, ytr, xte, yte = data
-    model = relaxed_model(size, args.channels, args.k, args.seed + 1, args.r_std)
+    model = relaxed_net(size, args.channels, args.k, args.seed + 1, args.r_std)
     layer = relaxed_layers(model)[0].discretize()
     acc, sec = train_and_test(model, weight_parameters(model), (xtr, ytr), (xte, yte), args, log)
     return acc, sec, layer.receptive_index()
@@ -221,7 +156,11 @@ def run(args):
 
 
 def _run(args):
-    from ..relaxed import field_distance, grid_index, plot_receptive_fields
+    from .. import _process
+    from ..functional import grid_index
+    from ..metrics import field_distance
+    from ..models import grid_cnn, matched_hidden, matched_mlp
+    from ..plots import plot_receptive_fields
 
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda m: None)
     os.makedirs(args.out, exist_ok=True)
@@ -268,14 +207,14 @@ def _run(args):
             res["field_distance"][f"{name}/{key}"] = field_distance(ridx, (size, size), dperm)
             res["central_field_distance"][f"{name}/{key}"] = field_distance(ridx[central], (size, size), dperm)
             log(f"[{name}] {key}: test accuracy {acc[key]:.2f}%")
-        for key, model in (("CNN", cnn_model(size, args.channels, args.seed)),
-                           ("Linear", mlp_model(size, hidden, args.seed))):
+        for key, model in (("CNN", grid_cnn(size, args.channels, args.seed)),
+                           ("Linear", matched_mlp(size, hidden, args.seed))):
             acc[key], secs[key] = train_and_test(model, model.parameters(), (xtr, ytr), (xte, yte), args, log)
             log(f"[{name}] {key}: test accuracy {acc[key]:.2f}%")
         res["accuracy"][name] = acc
         res["train_seconds"][name] = secs
         del data, xtr, ytr, xte, yte
-    res["peak_rss_mib"] = peak_rss_mib()
+    res["peak_rss_mib"] = _process.peak_rss_mib()
     res["total_seconds"] = time.perf_counter() - t_start
     table = format_table(res, args)
     print(table)

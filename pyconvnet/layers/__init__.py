@@ -15,23 +15,13 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .activation import Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .shape import Add, Concat, Flatten, PixelShuffle, PixelUnshuffle, Upsample
 from .container import Graph, Sequential
-from .gradcheck import check_backward, numerical_grads
+from .relaxed import RelaxedConv
+from ..gradcheck import check_backward, numerical_grads
 
 __all__ = [
     "Layer", "layer_from_config", "register", "LAYERS",
     "Linear", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Identity",
     "Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add",
-    "Sequential", "Graph", "check_backward", "numerical_grads",
+    "RelaxedConv", "Sequential", "Graph", "check_backward", "numerical_grads",
 ]
-
-
-def __getattr__(name):
-    if name == "RelaxedConv":  # seed 003; lazy: pyconvnet.relaxed imports this package
-        from ..relaxed import RelaxedConv
-
-        return RelaxedConv
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ += ["RelaxedConv"]

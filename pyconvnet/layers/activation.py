@@ -32,7 +32,7 @@ class Identity(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0); derivative 1 for x > 0 and 0 for x <= 0 (seed 002 eqs. 24-25)."""
+    """max(x, 0); derivative 1 for x > 0 and 0 for x <= 0 (Kyoto Univ. exercise, eqs. 24-25)."""
 
     def forward(self, x, training=False):
         x = self._input(x)
@@ -67,7 +67,7 @@ class LeakyReLU(Layer):
 
 
 class Sigmoid(Layer):
-    """1 / (1 + exp(-x)) (seed 002 eq. 2), computed without overflow; derivative (1 - y) y (eq. 19).
+    """1 / (1 + exp(-x)) (Kyoto Univ. exercise, eq. 2), computed without overflow; derivative (1 - y) y (eq. 19).
     One C++ pass each way (functional.sigmoid)."""
 
     def forward(self, x, training=False):
@@ -99,7 +99,7 @@ class Tanh(Layer):
 
 
 def softmax(x, axis=1):
-    """Stable softmax: exp(x - max) / sum(exp(x - max)) (seed 002 eqs. 5-6)."""
+    """Stable softmax: exp(x - max) / sum(exp(x - max)) (Kyoto Univ. exercise, eqs. 5-6)."""
     z = x - x.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=axis, keepdims=True)
@@ -141,7 +141,7 @@ class Dropout(Layer):
     """Inverted dropout: at train time each value is zeroed with probability p and the
     survivors are scaled by 1/(1-p); at test time it is the identity (as torch).
 
-    Seed 002 §5.2 describes the non-inverted variant: no scaling while training and
+    The Kyoto Univ. exercise (§5.2) describes the non-inverted variant: no scaling while training and
     the output multiplied by (1-p) at test time. The two are equivalent up to that
     constant scale (the next layer's weights absorb it); the inverted form keeps
     inference free. p=1 drops everything (output zeros).

@@ -32,7 +32,7 @@ import json
 
 import numpy as np
 
-from .._args import FLOAT_DTYPES, float_array
+from .._args import float_array, float_dtype
 from .. import init as _init
 
 __all__ = ["Layer", "layer_from_config", "register", "LAYERS"]
@@ -62,13 +62,6 @@ def _jsonable(v, where):
     if v is None or isinstance(v, (int, float, str)):
         return v
     raise TypeError(f"{where}: {v!r} ({type(v).__name__}) is not JSON-serialisable")
-
-
-def _dtype_arg(dtype):
-    dt = np.dtype(dtype)
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-    return dt
 
 
 class Layer:
@@ -185,7 +178,7 @@ class Layer:
         """Converts params, grads and float buffers to ``dtype`` (float32/float64); returns self.
 
         This replaces the arrays: build optimizers after converting."""
-        dt = _dtype_arg(dtype)
+        dt = float_dtype(dtype)
         for d in (self._params, self._grads):
             for k in d:
                 d[k] = d[k].astype(dt)
@@ -290,7 +283,7 @@ class ParamLayer(Layer):
 
     def __init__(self, dtype, init, bias_init, rng, seed):
         super().__init__()
-        self.dtype = _dtype_arg(dtype)
+        self.dtype = float_dtype(dtype)
         self._init_fn, self._init_name = _init_arg(init, "init", "normal_fan_in")
         self._bias_init_fn, self._bias_init_name = _init_arg(bias_init, "bias_init", "zeros")
         self._rng = _init.as_rng(rng, seed)

@@ -5,38 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._args import as_int, pair
+from .._args import flag, pair, positive_int
 from .base import ParamLayer
 
 __all__ = ["Linear", "Conv2d", "ConvTranspose2d"]
 
 
-def _positive(v, name):
-    v = as_int(v, name)
-    if v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v}")
-    return v
-
-
-def _flag(v, name):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {v!r}")
-    return bool(v)
-
-
 class Linear(ParamLayer):
     """y = x @ weight.T + bias. x (..., in_features) -> (..., out_features).
 
-    weight (out_features, in_features), bias (out_features,). Default init: seed 002's
-    N(0, 1/in_features) for the weight, zeros for the bias (seed 002 also draws the
+    weight (out_features, in_features), bias (out_features,). Default init: the Kyoto Univ. exercise's
+    N(0, 1/in_features) for the weight, zeros for the bias (the Kyoto Univ. exercise also draws the
     bias from the normal: pass bias_init='normal_fan_in' for that)."""
 
     def __init__(self, in_features, out_features, bias=True, *, init=None, bias_init=None, rng=None, seed=None,
                  dtype=np.float32):
         super().__init__(dtype, init, bias_init, rng, seed)
-        self.in_features = _positive(in_features, "in_features")
-        self.out_features = _positive(out_features, "out_features")
-        self.bias = _flag(bias, "bias")
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.bias = flag(bias, "bias")
         self._make((self.out_features, self.in_features), self.out_features if self.bias else 0,
                    self.in_features, self.out_features)
 
@@ -77,14 +64,14 @@ class Conv2d(ParamLayer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
                  *, init=None, bias_init=None, rng=None, seed=None, dtype=np.float32):
         super().__init__(dtype, init, bias_init, rng, seed)
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size", 1)
         self.stride = pair(stride, "stride", 1)
         self.padding = _conv_padding_arg(padding, self.stride)
         self.dilation = pair(dilation, "dilation", 1)
-        self.groups = _positive(groups, "groups")
-        self.bias = _flag(bias, "bias")
+        self.groups = positive_int(groups, "groups")
+        self.bias = flag(bias, "bias")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups: {self.groups} must divide in_channels ({self.in_channels}) and "
                              f"out_channels ({self.out_channels})")
@@ -123,8 +110,8 @@ class ConvTranspose2d(ParamLayer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, *, init=None, bias_init=None, rng=None, seed=None, dtype=np.float32):
         super().__init__(dtype, init, bias_init, rng, seed)
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size", 1)
         self.stride = pair(stride, "stride", 1)
         if isinstance(padding, str):
@@ -132,8 +119,8 @@ class ConvTranspose2d(ParamLayer):
         self.padding = pair(padding, "padding", 0)
         self.output_padding = pair(output_padding, "output_padding", 0)
         self.dilation = pair(dilation, "dilation", 1)
-        self.groups = _positive(groups, "groups")
-        self.bias = _flag(bias, "bias")
+        self.groups = positive_int(groups, "groups")
+        self.bias = flag(bias, "bias")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups: {self.groups} must divide in_channels ({self.in_channels}) and "
                              f"out_channels ({self.out_channels})")

@@ -1,10 +1,10 @@
-"""Batch normalisation (seed 002 §5.3).
+"""Batch normalisation (Kyoto Univ. exercise §5.3).
 
 training=True normalises with the batch statistics (eqs. 28-31), backward is eqs.
 32-37, and the running statistics in ``buffers`` are updated in place:
 ``r = (1 - momentum) * r + momentum * batch_stat`` with the unbiased batch variance
 (torch's convention). momentum=None uses the plain average of all batch
-statistics seen so far (seed 002: "the expected values of mu_B and sigma_B^2
+statistics seen so far (the Kyoto Univ. exercise: "the expected values of mu_B and sigma_B^2
 over enough mini-batches"), counted by ``num_batches_tracked``.
 training=False uses the running statistics (eq. 38):
 ``y = gamma / sqrt(Var + eps) * x + (beta - gamma * E / sqrt(Var + eps))``.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._args import as_int
-from .base import Layer, _dtype_arg
+from .._args import as_int, float_dtype
+from .base import Layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -40,7 +40,7 @@ class _BatchNorm(Layer):
         if not isinstance(affine, (bool, np.bool_)):
             raise TypeError(f"affine: expected a bool, got {affine!r}")
         self.affine = bool(affine)
-        self.dtype = _dtype_arg(dtype)
+        self.dtype = float_dtype(dtype)
         c = self.num_features
         if self.affine:
             self._add_param("weight", np.ones(c, self.dtype))

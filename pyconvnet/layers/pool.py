@@ -28,7 +28,7 @@ def _bool(v, name):
 
 class MaxPool2d(Layer):
     """Max pooling, x (N, C, H, W) -> (N, C, OH, OW); stride defaults to kernel_size
-    (seed 002 eqs. 63-64)."""
+    (Kyoto Univ. exercise, eqs. 63-64)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()

@@ -1,5 +1,5 @@
-"""The relaxed receptive-field convolution (Tazume, Ochi, Sakata, Mori, "Optimizing the
-local receptive field by gradient descent") in one namespace.
+"""The relaxed receptive-field convolution (Tazume, Ochi, Sakata, Mori, "Proposal of
+optimization method of local receptive field using gradient descent") in one namespace.
 
 Nothing is defined here: the functions live in :mod:`pyconvnet.functional.relaxed`,
 their naive loops in :mod:`pyconvnet.reference.relaxed`, the layer in

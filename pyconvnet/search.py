@@ -1,6 +1,6 @@
 """The bilevel (DARTS-style) search of the relaxed receptive field paper (Tazume et
-al., "Optimizing the local receptive field by gradient descent", Fig. 3.1, eq. 4):
-learn the receptive-field sources R of every :class:`~pyconvnet.layers.RelaxedConv`
+al., "Proposal of optimization method of local receptive field using gradient
+descent", Fig. 3.1, eq. 4): learn the receptive-field sources R of every :class:`~pyconvnet.layers.RelaxedConv`
 on a validation loss while the weights W are trained on the training loss.
 
 * :func:`arch_parameters` / :func:`weight_parameters`: the two optimizers' parameters;

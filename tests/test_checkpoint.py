@@ -359,3 +359,21 @@ def test_damaged_contents_raise_checkpoint_error(tmp_path, good, mutate):
 
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+@pytest.mark.parametrize("name, key", [("graph_v0_1.npz", "graph"), ("relaxed_v0_1.npz", "relaxed")])
+def test_checkpoints_written_by_version_0_1_still_load(name, key):
+    """Files written by pyconvnet 0.1.0 (before the package was split by layer): a Graph of
+    conv/BN/pool/upsample/concat/transposed conv/dropout/linear with its Adam state, and a
+    RelaxedConv network. They load, rebuild the same architecture and predict what 0.1.0 did."""
+    ck = load_checkpoint(os.path.join(FIXTURES, name))
+    with np.load(os.path.join(FIXTURES, "v0_1_outputs.npz"), allow_pickle=False) as z:
+        x, want = z[f"{key}_x"], z[f"{key}_y"]
+    np.testing.assert_allclose(ck.model.forward(x, training=False), want, rtol=1e-5, atol=1e-6)
+    if key == "graph":
+        assert ck.optimizer_name == "Adam" and ck.optimizer_state
+        opt = optim.Adam(ck.model.parameters(), lr=1e-2)
+        opt.load_state_dict(ck.optimizer_state)

@@ -1,5 +1,5 @@
-"""The relaxed receptive field paper's experiment (Tazume et al., "Optimizing the local
-receptive field by gradient descent"): learned receptive fields on MNIST and
+"""The relaxed receptive field paper's experiment (Tazume et al., "Proposal of optimization
+method of local receptive field using gradient descent"): learned receptive fields on MNIST and
 pixel-permuted MNIST.
 
 ``pyconvnet experiment relaxed-mnist [--quick]`` (or ``python -m

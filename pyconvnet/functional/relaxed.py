@@ -1,5 +1,6 @@
-"""Relaxed receptive-field convolution (Tazume, Ochi, Sakata, Mori, "Optimizing the
-local receptive field by gradient descent", Univ. of Tokyo): the functional forms.
+"""Relaxed receptive-field convolution (Tazume, Ochi, Sakata, Mori, "Proposal of
+optimization method of local receptive field using gradient descent", Univ. of
+Tokyo): the functional forms.
 
 A convolution is written as ``O = I (x) L (x) W`` with a receptive-field tensor
 ``L`` (n_in, n_out, k) that says which input position feeds kernel slot ``s`` of

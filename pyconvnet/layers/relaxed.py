@@ -1,6 +1,6 @@
 """RelaxedConv: the relaxed receptive-field convolution as a layer (Tazume et al.,
-"Optimizing the local receptive field by gradient descent"). The layer calls the
-functions of :mod:`pyconvnet.functional.relaxed`; the bilevel search that learns
+"Proposal of optimization method of local receptive field using gradient descent").
+The layer calls the functions of :mod:`pyconvnet.functional.relaxed`; the bilevel search that learns
 its receptive field is :mod:`pyconvnet.search`."""
 from __future__ import annotations
 

@@ -174,6 +174,74 @@ class Layer:
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def summary(self, input_shape=None, *, print_fn=print):
+        """A Keras-style table of the layer's children: name (class), output shape, parameter
+        count, then the totals. With ``input_shape`` ((C, H, W) without the batch, or a list
+        of them for a multi-input Graph) one inference forward on a zero batch of 1 fills in
+        the output shapes (N = any batch). Prints it with ``print_fn`` (None: don't) and
+        returns the text."""
+        children = list(self._children()) or [(type(self).__name__, self)]
+        shapes = {}
+        if input_shape is not None:
+            shapes = self._trace_shapes(input_shape, children)
+        graph_inputs = getattr(self, "_nodes", None)
+        rows = []
+        for name, layer in children:
+            label = name if layer is self else f"{name} ({type(layer).__name__})"
+            if graph_inputs is not None and name in graph_inputs:
+                label += " <- " + ", ".join(graph_inputs[name].inputs)
+            shape = shapes.get(name, "?" if input_shape is not None else "")
+            rows.append((label, shape, f"{layer.num_params():,}"))
+        head = ("layer (type)", "output shape" if input_shape is not None else "", "params")
+        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(3)]
+        rule = "-" * (sum(widths) + 4)
+        fmt = lambda r: f"{str(r[0]):<{widths[0]}}  {str(r[1]):<{widths[1]}}  {str(r[2]):>{widths[2]}}"  # noqa: E731
+        total = self.num_params()
+        nbuf = int(sum(b.size for b in self.buffers.values()))
+        nbytes = sum(p.nbytes for p in self.params.values()) + sum(b.nbytes for b in self.buffers.values())
+        lines = [f"{type(self).__name__}", rule, fmt(head), rule] + [fmt(r) for r in rows] + [
+            rule, f"total parameters: {total:,} (trainable), buffers: {nbuf:,} values, "
+                  f"{nbytes / 2**20:.2f} MiB in all"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def _trace_shapes(self, input_shape, children):
+        """Output shape of each child in one inference forward on zeros (batch 1, shown as N)."""
+        dtype = next((p.dtype for p in self.params.values()), np.dtype(np.float32))
+        multi = isinstance(input_shape, list)
+        specs = input_shape if multi else [input_shape]
+        try:
+            xs = [np.zeros((1,) + tuple(int(v) for v in s), dtype) for s in specs]
+        except (TypeError, ValueError):
+            raise TypeError(f"input_shape: expected a tuple of ints (C, H, W) without the batch, or a list of "
+                            f"them, got {input_shape!r}") from None
+        shapes, saved = {}, []
+
+        def fmt(y):
+            if isinstance(y, (list, tuple)):
+                return ", ".join(fmt(v) for v in y)
+            return "(N, " + ", ".join(str(d) for d in np.shape(y)[1:]) + ")" if np.ndim(y) > 1 else "(N,)"
+
+        for name, layer in children:
+            def wrapped(x, training=False, _layer=layer, _name=name, _fwd=type(layer).forward):
+                y = _fwd(_layer, x, training=training)
+                shapes[_name] = fmt(y)
+                return y
+            if layer is not self:
+                saved.append(layer)
+                layer.forward = wrapped
+        try:
+            y = self.forward(xs if multi else xs[0], training=False)
+        finally:
+            for layer in saved:
+                del layer.forward
+            self.clear_cache()
+        if not saved:
+            shapes[type(self).__name__] = fmt(y)
+        return shapes
+
     def astype(self, dtype):
         """Converts params, grads and float buffers to ``dtype`` (float32/float64); returns self.
 

@@ -323,3 +323,27 @@ def test_threads_do_not_change_results():
     np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14)
     for k in p1:
         np.testing.assert_allclose(p2[k], p1[k], rtol=1e-12, atol=1e-14)
+
+
+def test_summary_shapes_counts_and_cleanup():
+    """summary(): one row per child with its output shape and parameter count, the totals,
+    and no trace left on the layers (their forward is the class's again)."""
+    from pyconvnet import models
+
+    net = models.lenet5()
+    text = net.summary((1, 28, 28), print_fn=None)
+    assert "layers.3 (Conv2d)" in text and "(N, 16, 10, 10)" in text and "2,416" in text
+    assert f"total parameters: {net.num_params():,}" in text
+    assert all("forward" not in vars(layer) for layer in net)
+    g = models.robust_lenet5()
+    gt = g.summary((1, 28, 28), print_fn=None)
+    assert "cat (Concat) <- r1, up" in gt and "(N, 126, 28, 28)" in gt
+    lines = []
+    L.Conv2d(3, 4, 3).summary((3, 8, 8), print_fn=lines.append)
+    assert "(N, 4, 6, 6)" in lines[0]
+    assert "output shape" not in net.summary(print_fn=None)  # no input shape: counts only
+    with pytest.raises(TypeError, match="input_shape"):
+        net.summary(("a", 2), print_fn=None)
+    with pytest.raises(ValueError):
+        net.summary((3, 28, 28), print_fn=None)  # wrong channels: the layers' own error
+    assert all("forward" not in vars(layer) for layer in net)

@@ -4,6 +4,7 @@
 
 #include "bind/checks.h"
 #include "core/blas.h"
+#include "core/cpu.h"
 #include "core/parallel.h"
 #include "core/switches.h"
 #include "kernels/dropout.h"
@@ -72,4 +73,23 @@ void register_core(py::module_& m) {
     m.def("_calls", [](const std::string& name) { return pcn::calls(switch_named(name)); }, "name"_a,
           "How many times the special path `name` has run in this process.");
     m.def("_dropout_bits", &pcn::dropout_bits, "key"_a, "i"_a);
+
+    // Instruction-set targets of the hand-vectorised kernels (core/cpu.h).
+    m.def("_isa", []() { return std::string(pcn::isa_name(pcn::active_isa())); },
+          "The target the kernels use now: 'avx512', 'avx2' or 'baseline'.");
+    m.def("_set_isa", [](const std::string& name) {
+        return std::string(pcn::isa_name(pcn::set_active_isa(pcn::isa_from_name(name))));
+    }, "name"_a, "Switches the kernels' target (ValueError when this CPU or build cannot run it); returns the "
+                 "previous one.");
+    m.def("_isas", []() {
+        py::list built, avail;
+        for (int i = pcn::kIsaCount - 1; i >= 0; --i) {
+            const auto isa = pcn::Isa(i);
+            if (pcn::isa_built(isa)) built.append(pcn::isa_name(isa));
+            if (pcn::isa_available(isa)) avail.append(pcn::isa_name(isa));
+        }
+        return py::make_tuple(built, avail);
+    }, "(built, available): the targets in this build, and those this CPU runs; best first.");
+    m.def("_cpu", []() { return py::make_tuple(pcn::cpu_model_name(), pcn::cpu_features()); },
+          "(model name, features the targets test).");
 }

@@ -49,6 +49,19 @@ void chunked(index_t n, index_t min_chunks, F&& f) {
     for (index_t c = 0; c < chunks; ++c) f(c * kChunk, std::min(n, (c + 1) * kChunk));
 }
 
+// Fixed chunks for sums over samples (weight gradients): how many is a function of
+// the problem only -- at most kSumChunks, at most n, and their partial sums at most
+// ~16 MiB -- never of the thread count. Each chunk is summed in sample order by
+// whichever thread takes it and the chunks are added in chunk order, so a result has
+// the same bits for 1 thread or 64; chunks >= threads keeps every thread busy.
+constexpr index_t kSumChunks = 16;
+inline index_t sum_chunks(index_t n, index_t width) {
+    const index_t cap = std::max<index_t>(1, (index_t(1) << 22) / std::max<index_t>(width, 1));
+    return std::max<index_t>(1, std::min({n, kSumChunks, cap}));
+}
+// First sample of chunk c of [0, n) in `parts` chunks (chunk_begin(n, parts, parts) == n).
+inline index_t chunk_begin(index_t n, index_t parts, index_t c) { return n * c / parts; }
+
 void set_num_threads(int n);
 int get_num_threads();
 

@@ -1,21 +1,17 @@
 #include "core/switches.h"
 
-#include "core/cpu.h"
 
 namespace pcn {
 
 namespace detail {
-std::atomic<bool> g_switch[int(Switch::count)] = {true, true, true};
-std::atomic<long long> g_calls[int(Switch::count)] = {0, 0, 0};
+std::atomic<bool> g_switch[int(Switch::count)] = {true};
+std::atomic<long long> g_calls[int(Switch::count)] = {0};
 }  // namespace detail
 
 namespace {
-bool avx512() { return cpu_has_avx512(); }
-bool avx512_bw_vl() { return cpu_has_avx512(true); }
+bool always() { return true; }
 const SwitchInfo kSwitches[int(Switch::count)] = {
-    {"direct_conv", avx512},
-    {"sigmoid_avx512", avx512},
-    {"dropout_avx512", avx512_bw_vl},
+    {"direct_conv", always},  // every target has a copy
 };
 }  // namespace
 

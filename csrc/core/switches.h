@@ -1,6 +1,7 @@
 // Private switches for tests and the bench: each names a special path that can be
 // turned off to compare it with the general one (the direct convolution against
-// im2col + GEMM, an ISA copy against the portable loop). One registry, one
+// im2col + GEMM). Which instruction-set copy runs is not a switch but the target
+// in use (core/cpu.h). One registry, one
 // signature: set_switch returns the previous setting; counters record how often a
 // special path ran, so a test can tell it was taken.
 #pragma once
@@ -8,7 +9,7 @@
 
 namespace pcn {
 
-enum class Switch : int { direct_conv, sigmoid_avx512, dropout_avx512, count };
+enum class Switch : int { direct_conv, count };
 
 struct SwitchInfo {
     const char* name;

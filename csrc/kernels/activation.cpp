@@ -8,7 +8,6 @@
 #include <type_traits>
 #include "core/cpu.h"
 #include "core/parallel.h"
-#include "core/switches.h"
 #include "kernels/activation.h"
 
 namespace pcn {
@@ -85,9 +84,10 @@ inline double sigmoid_one(double x) {
 }  // namespace
 
 // The exp polynomial is ~20 vector operations per element: at SSE2's 4 lanes the float
-// loop cost ~1.7 ns/element, a third of mlp3's non-GEMM time. An AVX-512 copy (16
-// lanes, FMA) is picked at run time on CPUs that have it, so the wheel runs everywhere.
-// The two may differ in the last bit (FMA contraction): no test relies on bit equality.
+// loop cost ~1.7 ns/element, a third of mlp3's non-GEMM time. The same loop is
+// compiled for AVX2 + FMA (8 lanes) and AVX-512 (16) and the copy of the target in
+// use runs (core/cpu.h), so the wheel runs everywhere. The copies may differ in the
+// last bit (FMA contraction): no test relies on bit equality across targets.
 namespace {
 #ifdef PCN_X86_64
 __attribute__((target("avx512f,fma"))) void sigmoid_span_avx512(const float* __restrict x, float* __restrict y,
@@ -95,11 +95,19 @@ __attribute__((target("avx512f,fma"))) void sigmoid_span_avx512(const float* __r
 #pragma omp simd
     for (index_t i = s; i < e; ++i) y[i] = sigmoid_one<true>(x[i]);
 }
+__attribute__((target("avx2,fma"))) void sigmoid_span_avx2(const float* __restrict x, float* __restrict y, index_t s,
+                                                          index_t e) {
+#pragma omp simd
+    for (index_t i = s; i < e; ++i) y[i] = sigmoid_one<true>(x[i]);
+}
 #endif
 void sigmoid_span(const float* __restrict x, float* __restrict y, index_t s, index_t e) {
 #ifdef PCN_X86_64
-    if (switch_on(Switch::sigmoid_avx512))
-        return sigmoid_span_avx512(x, y, s, e);
+    switch (active_isa()) {
+        case Isa::avx512: return sigmoid_span_avx512(x, y, s, e);
+        case Isa::avx2: return sigmoid_span_avx2(x, y, s, e);
+        case Isa::baseline: break;
+    }
 #endif
 #pragma omp simd
     for (index_t i = s; i < e; ++i) y[i] = sigmoid_one(x[i]);

@@ -8,7 +8,6 @@
 // words; the second round folds in the high counter bits and the rest of the key.
 #include "core/cpu.h"
 #include "core/parallel.h"
-#include "core/switches.h"
 #include "kernels/dropout.h"
 
 #include <algorithm>
@@ -45,14 +44,21 @@ template <typename T>
     }
 }
 
-// Integer hashing vectorises 4x wider with AVX-512 (SSE2 has no 32-bit lane multiply);
-// the results are identical bit for bit, so the copy is picked at run time.
+// Integer hashing vectorises 2x wider with AVX2 and 4x with AVX-512 (SSE2 has no
+// 32-bit lane multiply); the results are identical bit for bit on every target, so
+// the copy of the target in use runs.
 #ifdef PCN_X86_64
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void forward_span_avx512(const T* x, T* y, std::uint8_t* mask,
                                                                               index_t s, index_t e, std::uint32_t thr,
                                                                               T scale, std::uint32_t k0,
                                                                               std::uint32_t k1) {
+    forward_span(x, y, mask, s, e, thr, scale, k0, k1);
+}
+template <typename T>
+__attribute__((target("avx2"))) void forward_span_avx2(const T* x, T* y, std::uint8_t* mask, index_t s, index_t e,
+                                                      std::uint32_t thr, T scale, std::uint32_t k0,
+                                                      std::uint32_t k1) {
     forward_span(x, y, mask, s, e, thr, scale, k0, k1);
 }
 #endif
@@ -67,10 +73,11 @@ template <typename T>
 void dropout_forward(const T* x, T* y, std::uint8_t* mask, index_t n, std::uint32_t threshold, T scale,
                      std::uint64_t key) {
     const std::uint32_t k0 = std::uint32_t(key), k1 = std::uint32_t(key >> 32);
-    const bool wide = switch_on(Switch::dropout_avx512);
+    const Isa isa = active_isa();
     chunked(n, 4, [&](index_t s, index_t e) {
 #ifdef PCN_X86_64
-        if (wide) return forward_span_avx512(x, y, mask, s, e, threshold, scale, k0, k1);
+        if (isa == Isa::avx512) return forward_span_avx512(x, y, mask, s, e, threshold, scale, k0, k1);
+        if (isa == Isa::avx2) return forward_span_avx2(x, y, mask, s, e, threshold, scale, k0, k1);
 #endif
         forward_span(x, y, mask, s, e, threshold, scale, k0, k1);
     });

@@ -20,6 +20,7 @@ from pyconvnet import _core
 from pyconvnet import functional as F
 
 from _helpers import F32, F64, assert_close, rand, seeds, span
+from conftest import LANES
 
 SUPPORTED = _core._switches()["direct_conv"][1]
 
@@ -57,9 +58,10 @@ def direct_configs(draw):
     return dict(n=n, groups=groups, cin=cin, cout=cout, k=k, padding=padding, dilation=dil, hw=(h, w))
 
 
-def _expected_direct_calls(cfg, yshape):
-    """The rules of csrc/conv_direct.cpp: stride 1 (always here), not a plain 1x1
-    conv nor a whole-image kernel, output rows filling more than half their 16-lane vectors, and at least 4
+def _expected_direct_calls(cfg, yshape, lanes):
+    """The rules of csrc/kernels/conv_direct_body.h: stride 1 (always here), not a plain 1x1
+    conv nor a whole-image kernel, output rows filling more than half their vectors (of
+    `lanes` floats: the target's width), and at least 4
     output channels per group (weight gradient: with at least 48 taps per output
     channel, C/groups * kh * kw, any rows; with fewer, the pixel-vectorised kernel,
     rows as the forward's)."""
@@ -68,7 +70,7 @@ def _expected_direct_calls(cfg, yshape):
     if (cfg["groups"] == 1 and yshape[2:] == (1, 1) and cfg["k"] == cfg["hw"] and cfg["dilation"] == (1, 1)
             and cfg["padding"] in ((0, 0), "same")):
         return 0  # the kernel covers the whole image: a dense layer, one GEMM (conv.cpp's is_dense)
-    rows_ok = lambda n: n >= 1 and 2 * n > 16 * (-(-n // 16))  # noqa: E731
+    rows_ok = lambda n: n >= 1 and 2 * n > lanes * (-(-n // lanes))  # noqa: E731
     g = cfg["groups"]
     fwd = cfg["cout"] // g >= 4 and rows_ok(yshape[3])
     bwd_data = cfg["cin"] // g >= 4 and rows_ok(cfg["hw"][1])
@@ -87,7 +89,7 @@ def _run(cfg, x, w, b, gy=None):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @given(cfg=direct_configs(), seed=seeds, with_bias=st.booleans())
-def test_direct_conv_matches_float64_im2col(threads, cfg, seed, with_bias):
+def test_direct_conv_matches_float64_im2col(threads, cfg, seed, with_bias, isa):
     n_prev = pyconvnet.get_num_threads()
     pyconvnet.set_num_threads(threads)
     try:
@@ -106,7 +108,7 @@ def test_direct_conv_matches_float64_im2col(threads, cfg, seed, with_bias):
         assert_close(gx, gx64, F32, "grad_x")
         assert_close(gw, gw64, F32, "grad_w")
         if SUPPORTED:  # forward, data and weight gradients took the direct path where its rules say it should
-            assert _core._calls("direct_conv") - calls == _expected_direct_calls(cfg, y.shape)
+            assert _core._calls("direct_conv") - calls == _expected_direct_calls(cfg, y.shape, LANES[isa])
     finally:
         pyconvnet.set_num_threads(n_prev)
 

@@ -475,19 +475,19 @@ def _sigmoid64(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-SIGMOID_PATHS = ["avx512", "baseline"]
+SIGMOID_PATHS = ["avx512", "avx2", "baseline"]
 
 
 @contextlib.contextmanager
 def sigmoid_path(path):
-    """One of the float sigmoid's copies: the AVX-512 one (where the CPU has it) or the SSE2 baseline."""
-    if path == "avx512" and not _core._switches()["sigmoid_avx512"][1]:
-        pytest.skip("CPU without AVX-512")
-    old = _core._set_switch("sigmoid_avx512", path == "avx512")
+    """One of the float sigmoid's copies (the kernels' target; skipped where the CPU lacks it)."""
+    if path not in _core._isas()[1]:
+        pytest.skip(f"CPU without {path}")
+    old = _core._set_isa(path)
     try:
         yield
     finally:
-        _core._set_switch("sigmoid_avx512", old)
+        _core._set_isa(old)
 
 
 @pytest.mark.parametrize("path", SIGMOID_PATHS)

@@ -4,14 +4,15 @@
 namespace pcn {
 
 namespace detail {
-std::atomic<bool> g_switch[int(Switch::count)] = {true};
-std::atomic<long long> g_calls[int(Switch::count)] = {0};
+std::atomic<bool> g_switch[int(Switch::count)] = {true, true};
+std::atomic<long long> g_calls[int(Switch::count)] = {0, 0};
 }  // namespace detail
 
 namespace {
 bool always() { return true; }
 const SwitchInfo kSwitches[int(Switch::count)] = {
     {"direct_conv", always},  // every target has a copy
+    {"winograd", always},
 };
 }  // namespace
 

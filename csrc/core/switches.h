@@ -9,7 +9,7 @@
 
 namespace pcn {
 
-enum class Switch : int { direct_conv, count };
+enum class Switch : int { direct_conv, winograd, count };
 
 struct SwitchInfo {
     const char* name;

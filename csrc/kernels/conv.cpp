@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "kernels/conv.h"
 #include "kernels/conv_direct.h"
+#include "kernels/winograd.h"
 
 namespace pcn {
 
@@ -155,7 +156,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvArgs&
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_forward_direct(x, w, bias, y, a)) return;
+        if (conv2d_forward_winograd(x, w, bias, y, a) || conv2d_forward_direct(x, w, bias, y, a)) return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -180,7 +181,7 @@ void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_data_direct(gy, w, gx, a)) return;
+        if (conv2d_backward_data_winograd(gy, w, gx, a) || conv2d_backward_data_direct(gy, w, gx, a)) return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -216,7 +217,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_weight_direct(gy, x, gw, a)) return;
+        if (conv2d_backward_weight_winograd(gy, x, gw, a) || conv2d_backward_weight_direct(gy, x, gw, a)) return;
     // The weight gradient reduces over the columns: longer blocks give BLAS a
     // longer inner dimension (first layers with 1-3 channels, float64, strided convs).
     const Plan p(a, kWeightGradCols);

@@ -4,7 +4,7 @@
 
 #include "core/cpu.h"
 #include "core/switches.h"
-#include "kernels/conv_direct_impl.h"
+#include "kernels/conv_isa.h"
 
 namespace pcn {
 

@@ -27,9 +27,13 @@ SUPPORTED = _core._switches()["direct_conv"][1]
 
 @pytest.fixture(autouse=True)
 def direct_on():
+    """The direct path on, and Winograd off: these tests are about the direct kernels
+    (test_winograd.py covers the 3x3 layers Winograd takes)."""
     was = _core._set_switch("direct_conv", True)
+    wino = _core._set_switch("winograd", False)
     yield
     _core._set_switch("direct_conv", was)
+    _core._set_switch("winograd", wino)
 
 
 @st.composite

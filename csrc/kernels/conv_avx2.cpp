@@ -1,7 +1,7 @@
-// The direct convolution's AVX2 copy (AVX2 + FMA; 16 ymm registers). The body
-// is kernels/conv_direct_body.h; only the vector type and the register blocking are
-// this target's.
-#include "kernels/conv_direct_impl.h"
+// The convolution kernels' AVX2 copy (AVX2 + FMA; 16 ymm registers). The bodies
+// are kernels/conv_direct_body.h and kernels/winograd_body.h; only the vector type
+// and the register blocking are this target's.
+#include "kernels/conv_isa.h"
 
 #ifdef PCN_X86_64
 #include <immintrin.h>
@@ -33,6 +33,8 @@ constexpr int kWgpKT[5] = {0, 12, 5, 3, 2};
 
 namespace {
 #include "kernels/conv_direct_body.h"
+#include "kernels/winograd_transforms.h"
+#include "kernels/winograd_body.h"
 }  // namespace
 
 bool forward(const float* x, const float* w, const float* b, float* y, const ConvArgs& a) {
@@ -43,6 +45,20 @@ bool backward_data(const float* gy, const float* w, float* gx, const ConvArgs& a
 }
 bool backward_weight(const float* gy, const float* x, float* gw, const ConvArgs& a) {
     return backward_weight_impl(gy, x, gw, a);
+}
+void wino_forward(int m, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,
+                  const float* U, index_t O, const float* bias, float* y, index_t OH, index_t OW) {
+    if (m == 4)
+        wg_forward<4>(x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+    else
+        wg_forward<2>(x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+}
+void wino_weight(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt,
+                 index_t pl, index_t O, index_t OH, index_t OW, float* dU, index_t parts, index_t Tb) {
+    if (m == 4)
+        wg_weight<4>(gy, x, N, C, H, W, pt, pl, O, OH, OW, dU, parts, Tb);
+    else
+        wg_weight<2>(gy, x, N, C, H, W, pt, pl, O, OH, OW, dU, parts, Tb);
 }
 
 }  // namespace pcn::avx2
@@ -59,6 +75,10 @@ namespace pcn::avx2 {
 bool forward(const float*, const float*, const float*, float*, const ConvArgs&) { return false; }
 bool backward_data(const float*, const float*, float*, const ConvArgs&) { return false; }
 bool backward_weight(const float*, const float*, float*, const ConvArgs&) { return false; }
+void wino_forward(int, const float*, index_t, index_t, index_t, index_t, index_t, index_t, const float*, index_t,
+                  const float*, float*, index_t, index_t) {}
+void wino_weight(int, const float*, const float*, index_t, index_t, index_t, index_t, index_t, index_t, index_t,
+                 index_t, index_t, float*, index_t, index_t) {}
 }  // namespace pcn::avx2
 
 #endif

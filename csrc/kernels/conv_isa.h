@@ -1,0 +1,55 @@
+// What the instruction-set copies of the convolution kernels (conv_<isa>.cpp: the
+// direct convolution and Winograd's transforms) include before they open their
+// target region: every standard header the bodies use, and the library's own
+// declarations. Nothing here is compiled for a target: inline functions defined here
+// are ordinary code, whichever copy calls them.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/blas.h"
+#include "core/cpu.h"
+#include "core/parallel.h"
+#include "kernels/conv.h"
+
+namespace pcn {
+
+// A tile of the forward/data-gradient micro-kernel: MR output channels x NV vectors,
+// and its relative speed for the block-cover cost model.
+struct TileShape {
+    int mr, nv;
+    double rate;
+};
+
+// Vector lanes of a target (floats per register).
+constexpr int isa_lanes(Isa isa) { return isa == Isa::avx512 ? 16 : isa == Isa::avx2 ? 8 : 4; }
+
+// Tiles per Winograd block: the block's transformed inputs and products
+// (A2 (Cp + Op) Tb floats) about 2 MiB, a multiple of 16, 32..256 (the GEMMs' M or K).
+inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
+    const index_t fit = (index_t(1) << 19) / (index_t(A2) * (Cp + Op));
+    return std::max<index_t>(32, std::min<index_t>(256, fit / 16 * 16));
+}
+
+// The entry points of each target's copy. Direct: same contract as conv_direct.h.
+// Winograd (winograd.h has the algorithm): U (A2, Op, Cp) the transformed kernel with
+// its channels padded to the target's lanes; dU (parts, A2, Op, Cp) the weight
+// gradient's transformed partial sums (winograd.cpp finishes both).
+#define PCN_ISA_DECLARE(ns)                                                                                        \
+    namespace ns {                                                                                                 \
+    bool forward(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a);                   \
+    bool backward_data(const float* gy, const float* w, float* gx, const ConvArgs& a);                             \
+    bool backward_weight(const float* gy, const float* x, float* gw, const ConvArgs& a);                           \
+    void wino_forward(int m, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,   \
+                      const float* U, index_t O, const float* bias, float* y, index_t OH, index_t OW);            \
+    void wino_weight(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W,           \
+                     index_t pt, index_t pl, index_t O, index_t OH, index_t OW, float* dU, index_t parts,          \
+                     index_t Tb);                                                                                  \
+    }
+PCN_ISA_DECLARE(baseline)
+PCN_ISA_DECLARE(avx2)
+PCN_ISA_DECLARE(avx512)
+#undef PCN_ISA_DECLARE
+
+}  // namespace pcn

@@ -1,0 +1,154 @@
+// Winograd F(m x m, 3 x 3): see winograd.h. Here: when it applies, the kernel
+// transform U = G g G^T (in double, padded to the target's lanes), the final
+// G^T dU G of the weight gradient, and the call into the target's copy of
+// winograd_body.h (conv_<isa>.cpp), which does the transforms and GEMMs.
+#include "kernels/winograd.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/blas.h"
+#include "core/cpu.h"
+#include "core/parallel.h"
+#include "core/switches.h"
+#include "kernels/conv_isa.h"
+
+namespace pcn {
+
+namespace {
+
+#include "kernels/winograd_transforms.h"
+
+bool is_3x3_s1(const ConvArgs& a) {
+    const Geom& g = a.g;
+    return a.groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
+}
+
+// Winograd pays where the GEMMs are wide enough: at least 16 channels on both
+// sides (measured on the seed shapes: Keras conv2, CIFAR conv2/conv3; the 1- and
+// 3-channel first layers stay direct) and maps of at least 4 x 4.
+bool applies(const ConvArgs& a, index_t cin, index_t cout, int m) {
+    if (!is_3x3_s1(a)) return false;
+    if (m) return true;  // forced (tests)
+    return switch_on(Switch::winograd) && cin >= 16 && cout >= 16 && a.g.OH >= 4 && a.g.OW >= 4;
+}
+
+// F(4x4) on maps of at least 8 x 8, where its tiles are mostly full; F(2x2) below.
+int tile_size(int m, index_t OH, index_t OW) {
+    if (m == 2 || m == 4) return m;
+    return std::min(OH, OW) >= 8 ? 4 : 2;
+}
+
+// U (A2, Op, Cp) = G g G^T of the filters wk(o, c) (3x3, row-major), zero past O and C.
+template <int M, typename Wk>
+void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, float* U) {
+    constexpr int A = Wino<M>::A, A2 = A * A;
+    std::fill(U, U + index_t(A2) * Op * Cp, 0.0f);
+    double g[9], t[A * 3], u[A2];
+    for (index_t o = 0; o < O; ++o)
+        for (index_t c = 0; c < C; ++c) {
+            const float* src = wk(o, c);
+            for (int i = 0; i < 9; ++i) g[i] = src[i];
+            for (int j = 0; j < 3; ++j) Wino<M>::g(g + j, 3, t + j, 3);        // columns: A x 3
+            for (int i = 0; i < A; ++i) Wino<M>::g(t + i * 3, 1, u + i * A, 1);  // rows: A x A
+            for (int a = 0; a < A2; ++a) U[(index_t(a) * Op + o) * Cp + c] = float(u[a]);
+        }
+}
+
+void isa_forward(int m, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,
+                 const float* U, index_t O, const float* bias, float* y, index_t OH, index_t OW) {
+    switch (active_isa()) {
+        case Isa::avx512: return avx512::wino_forward(m, x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+        case Isa::avx2: return avx2::wino_forward(m, x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+        case Isa::baseline: return baseline::wino_forward(m, x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+    }
+}
+
+// The forward form: y (N, O, OH, OW) = x (N, C, H, W) correlated with the filters wk(o, c).
+template <typename Wk>
+void forward_form(int m, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,
+                  index_t O, Wk&& wk, const float* bias, float* y, index_t OH, index_t OW) {
+    const index_t lanes = isa_lanes(active_isa());
+    const index_t Op = (O + lanes - 1) / lanes * lanes, Cp = (C + lanes - 1) / lanes * lanes;
+    const int A2 = (m + 2) * (m + 2);
+    float* U = scratch<float>(3, std::size_t(A2) * Op * Cp);
+    if (m == 4)
+        kernel_transform<4>(O, C, Op, Cp, wk, U);
+    else
+        kernel_transform<2>(O, C, Op, Cp, wk, U);
+    isa_forward(m, x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
+}
+
+}  // namespace
+
+bool conv2d_forward_winograd(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a, int m) {
+    const Geom& g = a.g;
+    if (!applies(a, g.C, a.O, m)) return false;
+    m = tile_size(m, g.OH, g.OW);
+    forward_form(m, x, a.N, g.C, g.H, g.W, g.pt, g.pl, a.O, [&](index_t o, index_t c) { return w + (o * g.C + c) * 9; },
+                 bias, y, g.OH, g.OW);
+    count_call(Switch::winograd);
+    return true;
+}
+
+bool conv2d_backward_data_winograd(const float* gy, const float* w, float* gx, const ConvArgs& a, int m) {
+    // gx = the forward form on gy with the kernel rotated 180 degrees and its channels
+    // swapped, padded by 2 - p on each side: at most 2 of padding (beyond, the data
+    // gradient crops, which the direct path handles).
+    const Geom& g = a.g;
+    const index_t pb = g.OH + 2 - g.H - g.pt, pr = g.OW + 2 - g.W - g.pl;  // the bottom / right pads
+    if (g.pt > 2 || g.pl > 2 || pb > 2 || pr > 2 || pb < 0 || pr < 0) return false;
+    if (!applies(a, a.O, g.C, m)) return false;
+    m = tile_size(m, g.H, g.W);
+    std::vector<float> flipped(std::size_t(g.C) * std::size_t(a.O) * 9);
+    for (index_t c = 0; c < g.C; ++c)
+        for (index_t o = 0; o < a.O; ++o)
+            for (int i = 0; i < 9; ++i) flipped[std::size_t((c * a.O + o) * 9 + i)] = w[(o * g.C + c) * 9 + 8 - i];
+    forward_form(m, gy, a.N, a.O, g.OH, g.OW, 2 - g.pt, 2 - g.pl, g.C,
+                 [&](index_t c, index_t o) { return flipped.data() + (c * a.O + o) * 9; }, nullptr, gx, g.H, g.W);
+    count_call(Switch::winograd);
+    return true;
+}
+
+bool conv2d_backward_weight_winograd(const float* gy, const float* x, float* gw, const ConvArgs& a, int m) {
+    const Geom& g = a.g;
+    if (!applies(a, g.C, a.O, m)) return false;
+    m = tile_size(m, g.OH, g.OW);
+    const index_t lanes = isa_lanes(active_isa()), C = g.C, O = a.O;
+    const index_t Op = (O + lanes - 1) / lanes * lanes, Cp = (C + lanes - 1) / lanes * lanes;
+    const int A = m + 2, A2 = A * A;
+    const index_t UO = index_t(A2) * Op * Cp, Tb = wino_block_tiles(A2, Cp, Op);
+    const index_t tiles = a.N * ((g.OH + m - 1) / m) * ((g.OW + m - 1) / m), nblocks = (tiles + Tb - 1) / Tb;
+    const index_t parts = sum_chunks(nblocks, UO);
+    float* dU = scratch<float>(3, std::size_t(parts * UO));
+    std::fill(dU, dU + parts * UO, 0.0f);
+    switch (active_isa()) {
+        case Isa::avx512: avx512::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb); break;
+        case Isa::avx2: avx2::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb); break;
+        case Isa::baseline:
+            baseline::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb);
+            break;
+    }
+    // gw[o][c] = G^T (the parts added in chunk order) G, in double
+    double u[64], t[24], k[9];
+    for (index_t o = 0; o < O; ++o)
+        for (index_t c = 0; c < C; ++c) {
+            for (int i = 0; i < A2; ++i) {
+                float s = 0.0f;
+                for (index_t p = 0; p < parts; ++p) s += dU[p * UO + (index_t(i) * Op + o) * Cp + c];
+                u[i] = s;
+            }
+            if (m == 4) {
+                for (int j = 0; j < A; ++j) Wino<4>::gt(u + j, A, t + j, A);        // columns: 3 x A
+                for (int i = 0; i < 3; ++i) Wino<4>::gt(t + i * A, 1, k + i * 3, 1);  // rows: 3 x 3
+            } else {
+                for (int j = 0; j < A; ++j) Wino<2>::gt(u + j, A, t + j, A);
+                for (int i = 0; i < 3; ++i) Wino<2>::gt(t + i * A, 1, k + i * 3, 1);
+            }
+            for (int i = 0; i < 9; ++i) gw[(o * C + c) * 9 + i] = float(k[i]);
+        }
+    count_call(Switch::winograd);
+    return true;
+}
+
+}  // namespace pcn

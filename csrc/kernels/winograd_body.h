@@ -1,0 +1,220 @@
+// Winograd F(m x m, 3 x 3), the heavy part, written once over a vector width and
+// compiled per target by conv_<isa>.cpp (inside its namespace and target region,
+// after core/simd.h defined V and kernels/winograd_transforms.h defined Wino<m>).
+// Includes nothing itself. The entry points, the choice of m and the kernel
+// transform are in winograd.cpp.
+//
+// The transforms run over channels: a sample chunk is first copied to channel-last
+// (NHWC, channels padded to a multiple of W), so each tile's (m+2)^2 patch pixels are
+// W-channel vector loads, and the 1-D transforms (winograd_transforms.h) run on
+// vectors: W channels of a tile at once. (Transforming tile by tile in NCHW read 36
+// scattered values per tile and channel: 57% of the time went to the transforms.)
+// A block's transformed tiles are stored tile-major ([tile][a][channel]: each
+// transform reads and writes one contiguous run; 36 interleaved streams, one per a,
+// were 2x slower), and its (m+2)^2 products are GEMMs through OpenBLAS on strided rows:
+//   forward      M[a] (tiles x Op) = V[a] (tiles x Cp) @ U[a]^T            U: (Op x Cp)
+//   weight grad  dU[a] (Op x Cp)  += Wt[a]^T (Op x tiles) @ V[a] (tiles x Cp)
+// and the outputs are copied back to NCHW (+ bias).
+
+// xt (S, HW, Cp) = x (S, C, HW) channel-last, channels past C zero
+void wg_to_nhwc(const float* x, index_t S, index_t C, index_t HW, index_t Cp, float* xt) {
+    const index_t cf = C / V::W * V::W, pf = HW / V::W * V::W;
+    const bool par = max_threads() > 1 && !in_parallel() && S > 1 && double(S) * C * HW > 262144.0;
+#pragma omp parallel for schedule(static) if (par)
+    for (index_t n = 0; n < S; ++n) {
+        const float* src = x + n * C * HW;
+        float* dst = xt + n * HW * Cp;
+        for (index_t c0 = 0; c0 < cf; c0 += V::W)
+            for (index_t p0 = 0; p0 < pf; p0 += V::W) V::transpose(src + c0 * HW + p0, HW, dst + p0 * Cp + c0, Cp);
+        for (index_t p = pf; p < HW; ++p)
+            for (index_t c = 0; c < cf; ++c) dst[p * Cp + c] = src[c * HW + p];
+        for (index_t p = 0; p < HW; ++p)
+            for (index_t c = cf; c < Cp; ++c) dst[p * Cp + c] = c < C ? src[c * HW + p] : 0.0f;
+    }
+}
+
+// y (S, O, HW) = yt (S, HW, Op) channel-first, + bias
+void wg_to_nchw(const float* yt, index_t S, index_t O, index_t HW, index_t Op, const float* bias, float* y) {
+    const index_t of = O / V::W * V::W, pf = HW / V::W * V::W;
+    const bool par = max_threads() > 1 && !in_parallel() && S > 1 && double(S) * O * HW > 262144.0;
+#pragma omp parallel for schedule(static) if (par)
+    for (index_t n = 0; n < S; ++n) {
+        const float* src = yt + n * HW * Op;
+        float* dst = y + n * O * HW;
+        for (index_t p0 = 0; p0 < pf; p0 += V::W)
+            for (index_t o0 = 0; o0 < of; o0 += V::W) V::transpose(src + p0 * Op + o0, Op, dst + o0 * HW + p0, HW);
+        for (index_t o = 0; o < of; ++o)
+            for (index_t p = pf; p < HW; ++p) dst[o * HW + p] = src[p * Op + o];
+        for (index_t o = of; o < O; ++o)
+            for (index_t p = 0; p < HW; ++p) dst[o * HW + p] = src[p * Op + o];
+        if (bias)
+            for (index_t o = 0; o < O; ++o) {
+                const float b = bias[o];
+                float* q = dst + o * HW;
+                for (index_t p = 0; p < HW; ++p) q[p] += b;
+            }
+    }
+}
+
+// The tiles of one sample chunk: th x tw tiles of m x m outputs per sample,
+// numbered t = (n * th + i) * tw + j.
+struct WTiles {
+    index_t S, H, W, pt, pl, OH, OW, th, tw;
+    index_t count() const { return S * th * tw; }
+};
+
+// V[tt][a][Cp] = (B^T d B)[a] of the patches d of tiles t0 .. t0+cnt, from xt (S, H, W, Cp);
+// d is the (m+2)^2 window at (i*m - pt, j*m - pl), zero outside the image.
+template <int M>
+void wg_input(const float* xt, const WTiles& tl, index_t t0, index_t cnt, index_t Cp, index_t Tb, float* Vb) {
+    constexpr int A = Wino<M>::A, A2 = A * A;
+    typename V::R d[A2], t[A2], v[A2];
+    const index_t plane = tl.th * tl.tw;
+    for (index_t tt = 0; tt < cnt; ++tt) {
+        const index_t t_ = t0 + tt, n = t_ / plane, r = t_ % plane;
+        const index_t r0 = (r / tl.tw) * M - tl.pt, c0 = (r % tl.tw) * M - tl.pl;
+        const float* img = xt + n * tl.H * tl.W * Cp;
+        const bool inside = r0 >= 0 && c0 >= 0 && r0 + A <= tl.H && c0 + A <= tl.W;
+        for (index_t cg = 0; cg < Cp; cg += V::W) {
+            if (inside) {
+                for (int i = 0; i < A; ++i)
+                    for (int j = 0; j < A; ++j) d[i * A + j] = V::load(img + ((r0 + i) * tl.W + c0 + j) * Cp + cg);
+            } else {
+                for (int i = 0; i < A; ++i)
+                    for (int j = 0; j < A; ++j) {
+                        const index_t rr = r0 + i, cc = c0 + j;
+                        d[i * A + j] = rr >= 0 && rr < tl.H && cc >= 0 && cc < tl.W
+                                           ? V::load(img + (rr * tl.W + cc) * Cp + cg)
+                                           : V::zero();
+                    }
+            }
+            for (int j = 0; j < A; ++j) Wino<M>::bt(d + j, A, t + j, A);      // columns
+            for (int i = 0; i < A; ++i) Wino<M>::bt(t + i * A, 1, v + i * A, 1);  // rows
+            float* dst = Vb + tt * A2 * Cp + cg;
+            for (int a = 0; a < A2; ++a) V::store(dst + index_t(a) * Cp, v[a]);
+        }
+    }
+}
+
+// yt (S, OH, OW, Op) at the tiles t0 .. t0+cnt = A^T M[tt][a] A, clipped to the image.
+template <int M>
+void wg_output(const float* Mb, const WTiles& tl, index_t t0, index_t cnt, index_t Op, index_t Tb, float* yt) {
+    constexpr int A = Wino<M>::A, A2 = A * A;
+    typename V::R m[A2], t[M * A], out[M * M];
+    const index_t plane = tl.th * tl.tw;
+    for (index_t tt = 0; tt < cnt; ++tt) {
+        const index_t t_ = t0 + tt, n = t_ / plane, r = t_ % plane;
+        const index_t r0 = (r / tl.tw) * M, c0 = (r % tl.tw) * M;
+        const int rows = int(std::min<index_t>(M, tl.OH - r0)), cols = int(std::min<index_t>(M, tl.OW - c0));
+        float* img = yt + n * tl.OH * tl.OW * Op;
+        for (index_t og = 0; og < Op; og += V::W) {
+            const float* src = Mb + tt * A2 * Op + og;
+            for (int a = 0; a < A2; ++a) m[a] = V::load(src + index_t(a) * Op);
+            for (int j = 0; j < A; ++j) Wino<M>::at(m + j, A, t + j, A);        // columns: M x A
+            for (int i = 0; i < M; ++i) Wino<M>::at(t + i * A, 1, out + i * M, 1);  // rows: M x M
+            for (int i = 0; i < rows; ++i)
+                for (int j = 0; j < cols; ++j) V::store(img + ((r0 + i) * tl.OW + c0 + j) * Op + og, out[i * M + j]);
+        }
+    }
+}
+
+// Wt[tt][a][Op] = (A dY A^T)[a] of the output-gradient tiles (m x m, zero past the image).
+template <int M>
+void wg_grad(const float* gyt, const WTiles& tl, index_t t0, index_t cnt, index_t Op, index_t Tb, float* Wt) {
+    constexpr int A = Wino<M>::A, A2 = A * A;
+    typename V::R d[M * M], t[A * M], v[A2];
+    const index_t plane = tl.th * tl.tw;
+    for (index_t tt = 0; tt < cnt; ++tt) {
+        const index_t t_ = t0 + tt, n = t_ / plane, r = t_ % plane;
+        const index_t r0 = (r / tl.tw) * M, c0 = (r % tl.tw) * M;
+        const float* img = gyt + n * tl.OH * tl.OW * Op;
+        for (index_t og = 0; og < Op; og += V::W) {
+            for (int i = 0; i < M; ++i)
+                for (int j = 0; j < M; ++j)
+                    d[i * M + j] = r0 + i < tl.OH && c0 + j < tl.OW ? V::load(img + ((r0 + i) * tl.OW + c0 + j) * Op + og)
+                                                                   : V::zero();
+            for (int j = 0; j < M; ++j) Wino<M>::a(d + j, M, t + j, M);        // columns: A x M
+            for (int i = 0; i < A; ++i) Wino<M>::a(t + i * M, 1, v + i * A, 1);  // rows: A x A
+            float* dst = Wt + tt * A2 * Op + og;
+            for (int a = 0; a < A2; ++a) V::store(dst + index_t(a) * Op, v[a]);
+        }
+    }
+}
+
+// Samples per chunk: the chunk's channel-last input and output about 16 MiB.
+index_t wg_chunk_samples(index_t N, index_t in_floats, index_t out_floats) {
+    return std::max<index_t>(1, std::min<index_t>(N, (index_t(1) << 22) / std::max<index_t>(1, in_floats + out_floats)));
+}
+
+// y (N, O, OH, OW) = the 3x3 correlation of x (N, C, H, W) (pads pt/pl on the top/left;
+// the output size gives the rest) with U (A^2, Op, Cp) (+ bias).
+template <int M>
+void wg_forward(const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl, const float* U,
+                index_t O, const float* bias, float* y, index_t OH, index_t OW) {
+    constexpr int A = M + 2, A2 = A * A;
+    const index_t Cp = (C + V::W - 1) / V::W * V::W, Op = (O + V::W - 1) / V::W * V::W;
+    const index_t th = (OH + M - 1) / M, tw = (OW + M - 1) / M;
+    const index_t S = wg_chunk_samples(N, H * W * Cp, OH * OW * Op);
+    const index_t Tb = wino_block_tiles(A2, Cp, Op);
+    float* xt = scratch<float>(2, std::size_t(S * (H * W * Cp + OH * OW * Op)));
+    float* yt = xt + S * H * W * Cp;
+    for (index_t n0 = 0; n0 < N; n0 += S) {
+        const index_t s = std::min(S, N - n0);
+        wg_to_nhwc(x + n0 * C * H * W, s, C, H * W, Cp, xt);
+        const WTiles tl{s, H, W, pt, pl, OH, OW, th, tw};
+        const index_t T = tl.count(), nblocks = (T + Tb - 1) / Tb;
+        const bool par = max_threads() > 1 && !in_parallel() && nblocks > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (index_t b = 0; b < nblocks; ++b) {
+            const index_t t0 = b * Tb, cnt = std::min(Tb, T - t0);
+            float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
+            float* Mb = scratch<float>(1, std::size_t(A2 * Tb * Op));
+            wg_input<M>(xt, tl, t0, cnt, Cp, Tb, Vb);
+            for (int a = 0; a < A2; ++a)
+                gemm<float>(false, true, cnt, Op, Cp, 1.0f, Vb + index_t(a) * Cp, A2 * Cp, U + index_t(a) * Op * Cp,
+                            Cp, 0.0f, Mb + index_t(a) * Op, A2 * Op);
+            wg_output<M>(Mb, tl, t0, cnt, Op, Tb, yt);
+        }
+        wg_to_nchw(yt, s, O, OH * OW, Op, bias, y + n0 * O * OH * OW);
+    }
+}
+
+// dU (parts, A^2, Op, Cp): the blocks of tiles summed into `parts` fixed chunks of the
+// whole batch's blocks (each chunk in block order), to be added in chunk order.
+template <int M>
+void wg_weight(const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,
+               index_t O, index_t OH, index_t OW, float* dU, index_t parts, index_t Tb) {
+    constexpr int A = M + 2, A2 = A * A;
+    const index_t Cp = (C + V::W - 1) / V::W * V::W, Op = (O + V::W - 1) / V::W * V::W, UO = index_t(A2) * Op * Cp;
+    const index_t th = (OH + M - 1) / M, tw = (OW + M - 1) / M, per = th * tw;
+    const index_t S = wg_chunk_samples(N, H * W * Cp, OH * OW * Op);
+    const index_t total = (N * per + Tb - 1) / Tb;  // blocks of the whole batch, numbered in tile order
+    float* xt = scratch<float>(2, std::size_t(S * (H * W * Cp + OH * OW * Op)));
+    float* gyt = xt + S * H * W * Cp;
+    for (index_t n0 = 0; n0 < N; n0 += S) {
+        const index_t s = std::min(S, N - n0);
+        wg_to_nhwc(x + n0 * C * H * W, s, C, H * W, Cp, xt);
+        wg_to_nhwc(gy + n0 * O * OH * OW, s, O, OH * OW, Op, gyt);
+        const WTiles tl{s, H, W, pt, pl, OH, OW, th, tw};
+        // the global blocks covering this chunk's tiles [n0*per, (n0+s)*per)
+        const index_t g0 = n0 * per, g1 = (n0 + s) * per;
+        const bool par = max_threads() > 1 && !in_parallel() && parts > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (index_t p = 0; p < parts; ++p) {
+            const index_t b_lo = chunk_begin(total, parts, p), b_hi = chunk_begin(total, parts, p + 1);
+            float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
+            float* Wt = scratch<float>(1, std::size_t(A2 * Tb * Op));
+            for (index_t b = b_lo; b < b_hi; ++b) {
+                // the part of global block b inside this chunk (blocks may straddle chunks)
+                const index_t lo = std::max(g0, b * Tb), hi = std::min(g1, std::min((b + 1) * Tb, N * per));
+                if (lo >= hi) continue;
+                const index_t cnt = hi - lo;
+                wg_input<M>(xt, tl, lo - g0, cnt, Cp, Tb, Vb);
+                wg_grad<M>(gyt, tl, lo - g0, cnt, Op, Tb, Wt);
+                for (int a = 0; a < A2; ++a)
+                    gemm<float>(true, false, Op, Cp, cnt, 1.0f, Wt + index_t(a) * Op, A2 * Op, Vb + index_t(a) * Cp,
+                                A2 * Cp, 1.0f, dU + p * UO + index_t(a) * Op * Cp, Cp);
+            }
+        }
+    }
+}

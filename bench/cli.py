@@ -40,6 +40,9 @@ def parse_args(argv=None):
                    help="run without the PyTorch contender (also: PYCONVNET_BENCH_NO_TORCH=1)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference contender")
     p.add_argument("--no-training", action="store_true", help="skip the training-epoch rows")
+    p.add_argument("--isa", default=None, choices=("avx512", "avx2", "baseline"),
+                   help="force the kernels' CPU target (also for the training workers: PYCONVNET_ISA), so one "
+                        "machine measures the targets it can run; default: the best this CPU runs")
     p.add_argument("--reference", default="pyconvnet.reference",
                    help="module of the naive loop reference (default: pyconvnet.reference)")
     args = p.parse_args(argv)
@@ -57,6 +60,14 @@ def parse_args(argv=None):
             p.error(f"--threads: expected positive ints, got {args.threads!r}")
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.isa:
+        from pyconvnet import _core
+
+        if args.isa not in _core._isas()[1]:
+            p.error(f"--isa {args.isa}: this CPU ({_core._cpu()[0]}) cannot run it; available: "
+                    f"{', '.join(_core._isas()[1])}")
+        _core._set_isa(args.isa)
+        os.environ["PYCONVNET_ISA"] = args.isa  # the training workers' processes
     return args
 
 

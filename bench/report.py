@@ -108,6 +108,8 @@ def _machine_lines(res):
         f"- Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or '— (not used)'}, "
         f"pyconvnet {m['pyconvnet']} ({m.get('pyconvnet_git') or 'no git'})",
         f"- pyconvnet BLAS: {m['pyconvnet_blas']}; OpenMP: {m.get('pyconvnet_openmp')}",
+        f"- pyconvnet kernels' CPU target: {m.get('pyconvnet_isa', '?')} (this CPU runs: "
+        f"{', '.join(m.get('pyconvnet_isas_available') or ['?'])})",
     ]
     if m.get("numpy_blas"):
         nb = m["numpy_blas"][0]
@@ -253,7 +255,8 @@ def chart(res, path):
         ax.set_yticklabels(ids, fontsize=7)
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[0][0].invert_yaxis()  # shared y axis: invert once, first row on top
-    fig.suptitle(f"pyconvnet vs PyTorch CPU and NumPy im2col — {res['machine']['cpu_model']}", fontsize=10)
+    fig.suptitle(f"pyconvnet vs PyTorch CPU and NumPy im2col — {res['machine']['cpu_model']}, target "
+                 f"{res['machine'].get('pyconvnet_isa', '?')}", fontsize=10)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(series), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))

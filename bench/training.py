@@ -205,6 +205,7 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
         from pyconvnet import losses
 
         pyconvnet.set_num_threads(threads)
+        isa = pyconvnet.cpu_info()["isa"]  # PYCONVNET_ISA from the parent, else the best
         net = ours_net(model)
         # as fit() does (and torch, whose input tensor needs no grad): nothing consumes d(loss)/d(images)
         net.need_input_grad = False
@@ -223,6 +224,7 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
     else:
         import torch
 
+        isa = None
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         net = torch_net(model, torch)
@@ -277,6 +279,7 @@ def worker(model, contender, threads, batches, warmup, warmup_s=0.0):
         "epoch_s_max_chunk": max(chunks) * EPOCH / row.batch,
         "peak_rss_mib": peak_rss_mib(),
         "peak_rss_source": "VmHWM",
+        "pyconvnet_isa": isa,
         "ru_maxrss_mib": ru_maxrss_mib(),
         "rss_after_imports_and_setup_mib": rss_setup,
         "rss_at_start_mib": rss_start,

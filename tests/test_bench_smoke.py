@@ -173,3 +173,19 @@ def test_quick_relaxed_row(bench_env, tmp_path):
     else:
         assert naive["status"] == "skipped" and naive["reason"]
     assert "relaxed_conv relaxed_mnist.n196 fwdbwd" in (tmp_path / "bench-quick.md").read_text()
+
+
+def test_forced_isa_is_recorded_and_a_missing_one_refused(bench_env, tmp_path):
+    """--isa forces the kernels' target (the portable one always exists) and the run records
+    it; a target this CPU lacks is refused by name before anything runs."""
+    res = run_bench(bench_env, tmp_path / "b", "--no-torch", "--no-naive", "--no-training", "--isa", "baseline",
+                    filter_="conv2d lenet.conv1 fwd$")
+    assert res["machine"]["pyconvnet_isa"] == "baseline"
+    assert "baseline" in res["machine"]["pyconvnet_isas_available"]
+    assert "target: baseline" in (tmp_path / "b" / "bench-quick.md").read_text()
+    missing = [i for i in ("avx512", "avx2") if i not in pyconvnet.cpu_info()["available"]]
+    if missing:
+        home, env = bench_env
+        p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--isa", missing[0], "--out", str(tmp_path / "c")],
+                           cwd=home, env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and f"--isa {missing[0]}: this CPU" in p.stderr

@@ -181,7 +181,8 @@ void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_data_winograd(gy, w, gx, a) || conv2d_backward_data_direct(gy, w, gx, a)) return;
+        if (conv2d_backward_winograd(gy, nullptr, w, gx, nullptr, a) || conv2d_backward_data_direct(gy, w, gx, a))
+            return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
     for_each_block(p, a.N, [&](index_t n0, index_t cnt, bool par) {
@@ -217,7 +218,8 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_weight_winograd(gy, x, gw, a) || conv2d_backward_weight_direct(gy, x, gw, a)) return;
+        if (conv2d_backward_winograd(gy, x, nullptr, nullptr, gw, a) || conv2d_backward_weight_direct(gy, x, gw, a))
+            return;
     // The weight gradient reduces over the columns: longer blocks give BLAS a
     // longer inner dimension (first layers with 1-3 channels, float64, strided convs).
     const Plan p(a, kWeightGradCols);
@@ -262,7 +264,17 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
     }
 }
 
+template <typename T>
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvArgs& a) {
+    // Winograd does both gradients from one channel-last copy of gy
+    if constexpr (std::is_same_v<T, float>)
+        if (gx && gw && conv2d_backward_winograd(gy, x, w, gx, gw, a)) return;
+    if (gx) conv2d_backward_data(gy, w, gx, a);
+    if (gw) conv2d_backward_weight(gy, x, gw, a);
+}
+
 #define PCN_INST(T)                                                                     \
+    template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, const ConvArgs&); \
     template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvArgs&); \
     template void conv2d_backward_data<T>(const T*, const T*, T*, const ConvArgs&);     \
     template void conv2d_backward_weight<T>(const T*, const T*, T*, const ConvArgs&);   \

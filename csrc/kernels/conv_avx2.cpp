@@ -53,12 +53,13 @@ void wino_forward(int m, const float* x, index_t N, index_t C, index_t H, index_
     else
         wg_forward<2>(x, N, C, H, W, pt, pl, U, O, bias, y, OH, OW);
 }
-void wino_weight(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt,
-                 index_t pl, index_t O, index_t OH, index_t OW, float* dU, index_t parts, index_t Tb) {
+void wino_backward(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt,
+                   index_t pl, index_t O, index_t OH, index_t OW, const float* Ud, float* gx, float* dU, index_t parts,
+                   index_t Tb) {
     if (m == 4)
-        wg_weight<4>(gy, x, N, C, H, W, pt, pl, O, OH, OW, dU, parts, Tb);
+        wg_backward<4>(gy, x, N, C, H, W, pt, pl, O, OH, OW, Ud, gx, dU, parts, Tb);
     else
-        wg_weight<2>(gy, x, N, C, H, W, pt, pl, O, OH, OW, dU, parts, Tb);
+        wg_backward<2>(gy, x, N, C, H, W, pt, pl, O, OH, OW, Ud, gx, dU, parts, Tb);
 }
 
 }  // namespace pcn::avx2
@@ -77,8 +78,8 @@ bool backward_data(const float*, const float*, float*, const ConvArgs&) { return
 bool backward_weight(const float*, const float*, float*, const ConvArgs&) { return false; }
 void wino_forward(int, const float*, index_t, index_t, index_t, index_t, index_t, index_t, const float*, index_t,
                   const float*, float*, index_t, index_t) {}
-void wino_weight(int, const float*, const float*, index_t, index_t, index_t, index_t, index_t, index_t, index_t,
-                 index_t, index_t, float*, index_t, index_t) {}
+void wino_backward(int, const float*, const float*, index_t, index_t, index_t, index_t, index_t, index_t, index_t,
+                   index_t, index_t, const float*, float*, float*, index_t, index_t) {}
 }  // namespace pcn::avx2
 
 #endif

@@ -35,7 +35,8 @@ inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
 // The entry points of each target's copy. Direct: same contract as conv_direct.h.
 // Winograd (winograd.h has the algorithm): U (A2, Op, Cp) the transformed kernel with
 // its channels padded to the target's lanes; dU (parts, A2, Op, Cp) the weight
-// gradient's transformed partial sums (winograd.cpp finishes both).
+// gradient's transformed partial sums, Ud the data gradient's transformed kernel
+// (winograd.cpp makes the kernels and finishes dU); gx or dU null: not wanted.
 #define PCN_ISA_DECLARE(ns)                                                                                        \
     namespace ns {                                                                                                 \
     bool forward(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a);                   \
@@ -43,9 +44,9 @@ inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
     bool backward_weight(const float* gy, const float* x, float* gw, const ConvArgs& a);                           \
     void wino_forward(int m, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,   \
                       const float* U, index_t O, const float* bias, float* y, index_t OH, index_t OW);            \
-    void wino_weight(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W,           \
-                     index_t pt, index_t pl, index_t O, index_t OH, index_t OW, float* dU, index_t parts,          \
-                     index_t Tb);                                                                                  \
+    void wino_backward(int m, const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W,         \
+                       index_t pt, index_t pl, index_t O, index_t OH, index_t OW, const float* Ud, float* gx,      \
+                       float* dU, index_t parts, index_t Tb);                                                      \
     }
 PCN_ISA_DECLARE(baseline)
 PCN_ISA_DECLARE(avx2)

@@ -5,7 +5,6 @@
 #include "kernels/winograd.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "core/blas.h"
 #include "core/cpu.h"
@@ -39,16 +38,17 @@ int tile_size(int m, index_t OH, index_t OW) {
     return std::min(OH, OW) >= 8 ? 4 : 2;
 }
 
-// U (A2, Op, Cp) = G g G^T of the filters wk(o, c) (3x3, row-major), zero past O and C.
+// U (A2, Op, Cp) = G g G^T of the filters wk(o, c) (3x3, row-major; rotated by 180
+// degrees when `rotate`), zero past O and C.
 template <int M, typename Wk>
-void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, float* U) {
+void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, float* U, bool rotate = false) {
     constexpr int A = Wino<M>::A, A2 = A * A;
     std::fill(U, U + index_t(A2) * Op * Cp, 0.0f);
     double g[9], t[A * 3], u[A2];
     for (index_t o = 0; o < O; ++o)
         for (index_t c = 0; c < C; ++c) {
             const float* src = wk(o, c);
-            for (int i = 0; i < 9; ++i) g[i] = src[i];
+            for (int i = 0; i < 9; ++i) g[i] = src[rotate ? 8 - i : i];
             for (int j = 0; j < 3; ++j) Wino<M>::g(g + j, 3, t + j, 3);        // columns: A x 3
             for (int i = 0; i < A; ++i) Wino<M>::g(t + i * 3, 1, u + i * A, 1);  // rows: A x A
             for (int a = 0; a < A2; ++a) U[(index_t(a) * Op + o) * Cp + c] = float(u[a]);
@@ -91,53 +91,61 @@ bool conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
     return true;
 }
 
-bool conv2d_backward_data_winograd(const float* gy, const float* w, float* gx, const ConvArgs& a, int m) {
-    // gx = the forward form on gy with the kernel rotated 180 degrees and its channels
-    // swapped, padded by 2 - p on each side: at most 2 of padding (beyond, the data
-    // gradient crops, which the direct path handles).
+bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw,
+                              const ConvArgs& a, int m) {
     const Geom& g = a.g;
+    const index_t C = g.C, O = a.O;
+    // The data gradient is the forward form on gy with the kernel rotated 180 degrees
+    // and its channels swapped, padded by 2 - p on each side: so at most 2 of padding
+    // (beyond, the data gradient crops; the direct path handles it).
     const index_t pb = g.OH + 2 - g.H - g.pt, pr = g.OW + 2 - g.W - g.pl;  // the bottom / right pads
-    if (g.pt > 2 || g.pl > 2 || pb > 2 || pr > 2 || pb < 0 || pr < 0) return false;
-    if (!applies(a, a.O, g.C, m)) return false;
-    m = tile_size(m, g.H, g.W);
-    std::vector<float> flipped(std::size_t(g.C) * std::size_t(a.O) * 9);
-    for (index_t c = 0; c < g.C; ++c)
-        for (index_t o = 0; o < a.O; ++o)
-            for (int i = 0; i < 9; ++i) flipped[std::size_t((c * a.O + o) * 9 + i)] = w[(o * g.C + c) * 9 + 8 - i];
-    forward_form(m, gy, a.N, a.O, g.OH, g.OW, 2 - g.pt, 2 - g.pl, g.C,
-                 [&](index_t c, index_t o) { return flipped.data() + (c * a.O + o) * 9; }, nullptr, gx, g.H, g.W);
-    count_call(Switch::winograd);
-    return true;
-}
-
-bool conv2d_backward_weight_winograd(const float* gy, const float* x, float* gw, const ConvArgs& a, int m) {
-    const Geom& g = a.g;
-    if (!applies(a, g.C, a.O, m)) return false;
-    m = tile_size(m, g.OH, g.OW);
-    const index_t lanes = isa_lanes(active_isa()), C = g.C, O = a.O;
+    if (gx && (g.pt > 2 || g.pl > 2 || pb > 2 || pr > 2 || pb < 0 || pr < 0)) return false;
+    if (gx && !applies(a, O, C, m)) return false;
+    if (gw && !applies(a, C, O, m)) return false;
+    if (!gx && !gw) return false;
+    m = tile_size(m, std::min(g.H, g.OH), std::min(g.W, g.OW));
+    const index_t lanes = isa_lanes(active_isa());
     const index_t Op = (O + lanes - 1) / lanes * lanes, Cp = (C + lanes - 1) / lanes * lanes;
     const int A = m + 2, A2 = A * A;
     const index_t UO = index_t(A2) * Op * Cp, Tb = wino_block_tiles(A2, Cp, Op);
     const index_t tiles = a.N * ((g.OH + m - 1) / m) * ((g.OW + m - 1) / m), nblocks = (tiles + Tb - 1) / Tb;
-    const index_t parts = sum_chunks(nblocks, UO);
-    float* dU = scratch<float>(3, std::size_t(parts * UO));
-    std::fill(dU, dU + parts * UO, 0.0f);
+    const index_t parts = gw ? sum_chunks(nblocks, UO) : 0;
+    // scratch 3: [the data gradient's kernel (A2, Cp, Op) | dU parts]
+    float* buf = scratch<float>(3, std::size_t((gx ? UO : 0) + parts * UO));
+    float* Ud = gx ? buf : nullptr;
+    float* dU = gw ? buf + (gx ? UO : 0) : nullptr;
+    if (gx) {
+        auto wk = [&](index_t c, index_t o) { return w + (o * C + c) * 9; };  // rotated while transformed
+        if (m == 4)
+            kernel_transform<4>(C, O, Cp, Op, wk, Ud, true);
+        else
+            kernel_transform<2>(C, O, Cp, Op, wk, Ud, true);
+    }
+    if (dU) std::fill(dU, dU + parts * UO, 0.0f);
     switch (active_isa()) {
-        case Isa::avx512: avx512::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb); break;
-        case Isa::avx2: avx2::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb); break;
+        case Isa::avx512:
+            avx512::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
+            break;
+        case Isa::avx2:
+            avx2::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
+            break;
         case Isa::baseline:
-            baseline::wino_weight(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, dU, parts, Tb);
+            baseline::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
             break;
     }
-    // gw[o][c] = G^T (the parts added in chunk order) G, in double
+    if (gx) count_call(Switch::winograd);
+    if (!gw) return true;
+    // The parts added in chunk order (vectorised over a whole part at a time: the same
+    // additions in the same order as element by element), then gw[o][c] = G^T dU G.
+    for (index_t p = 1; p < parts; ++p) {
+        const float* src = dU + p * UO;
+#pragma omp simd
+        for (index_t i = 0; i < UO; ++i) dU[i] += src[i];
+    }
     double u[64], t[24], k[9];
     for (index_t o = 0; o < O; ++o)
         for (index_t c = 0; c < C; ++c) {
-            for (int i = 0; i < A2; ++i) {
-                float s = 0.0f;
-                for (index_t p = 0; p < parts; ++p) s += dU[p * UO + (index_t(i) * Op + o) * Cp + c];
-                u[i] = s;
-            }
+            for (int i = 0; i < A2; ++i) u[i] = dU[(index_t(i) * Op + o) * Cp + c];
             if (m == 4) {
                 for (int j = 0; j < A; ++j) Wino<4>::gt(u + j, A, t + j, A);        // columns: 3 x A
                 for (int i = 0; i < 3; ++i) Wino<4>::gt(t + i * A, 1, k + i * 3, 1);  // rows: 3 x 3

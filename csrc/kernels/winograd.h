@@ -27,7 +27,9 @@ namespace pcn {
 // nothing, otherwise. m = 0 picks the tile size; 2 or 4 forces it (tests).
 bool conv2d_forward_winograd(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a,
                              int m = 0);
-bool conv2d_backward_data_winograd(const float* gy, const float* w, float* gx, const ConvArgs& a, int m = 0);
-bool conv2d_backward_weight_winograd(const float* gy, const float* x, float* gw, const ConvArgs& a, int m = 0);
+// Both gradients in one pass over gy (either output may be null: not wanted): the
+// data gradient gx and the weight gradient gw share gy's channel-last copy.
+bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw,
+                              const ConvArgs& a, int m = 0);
 
 }  // namespace pcn

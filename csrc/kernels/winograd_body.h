@@ -146,75 +146,97 @@ index_t wg_chunk_samples(index_t N, index_t in_floats, index_t out_floats) {
     return std::max<index_t>(1, std::min<index_t>(N, (index_t(1) << 22) / std::max<index_t>(1, in_floats + out_floats)));
 }
 
+// yt (S, OH, OW, Op) = the tiles of xt (S, H, W, Cp) correlated with U (A^2, Op, Cp).
+template <int M>
+void wg_tiles_forward(const float* xt, const WTiles& tl, const float* U, index_t Cp, index_t Op, float* yt) {
+    constexpr int A = M + 2, A2 = A * A;
+    const index_t Tb = wino_block_tiles(A2, Cp, Op), T = tl.count(), nblocks = (T + Tb - 1) / Tb;
+    const bool par = max_threads() > 1 && !in_parallel() && nblocks > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+    for (index_t b = 0; b < nblocks; ++b) {
+        const index_t t0 = b * Tb, cnt = std::min(Tb, T - t0);
+        float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
+        float* Mb = scratch<float>(1, std::size_t(A2 * Tb * Op));
+        wg_input<M>(xt, tl, t0, cnt, Cp, Tb, Vb);
+        for (int a = 0; a < A2; ++a)
+            gemm<float>(false, true, cnt, Op, Cp, 1.0f, Vb + index_t(a) * Cp, A2 * Cp, U + index_t(a) * Op * Cp, Cp,
+                        0.0f, Mb + index_t(a) * Op, A2 * Op);
+        wg_output<M>(Mb, tl, t0, cnt, Op, Tb, yt);
+    }
+}
+
+// dU (parts, A^2, Op, Cp) += the tiles of this chunk, whose first tile is global tile g0:
+// global block b (Tb tiles of the whole batch, in tile order) goes to the part p whose
+// fixed range of blocks holds it, each part summing its blocks in order, so the sums
+// do not depend on the thread count (nor on how the batch is cut into chunks).
+template <int M>
+void wg_tiles_weight(const float* xt, const float* gyt, const WTiles& tl, index_t g0, index_t total_tiles,
+                     index_t Cp, index_t Op, float* dU, index_t parts, index_t Tb) {
+    constexpr int A = M + 2, A2 = A * A;
+    const index_t UO = index_t(A2) * Op * Cp, total = (total_tiles + Tb - 1) / Tb, g1 = g0 + tl.count();
+    const bool par = max_threads() > 1 && !in_parallel() && parts > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+    for (index_t p = 0; p < parts; ++p) {
+        const index_t b_lo = chunk_begin(total, parts, p), b_hi = chunk_begin(total, parts, p + 1);
+        float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
+        float* Wt = scratch<float>(1, std::size_t(A2 * Tb * Op));
+        for (index_t b = std::max(b_lo, g0 / Tb); b < b_hi; ++b) {
+            const index_t lo = std::max(g0, b * Tb), hi = std::min(g1, std::min((b + 1) * Tb, total_tiles));
+            if (lo >= g1) break;
+            if (lo >= hi) continue;
+            const index_t cnt = hi - lo;
+            wg_input<M>(xt, tl, lo - g0, cnt, Cp, Tb, Vb);
+            wg_grad<M>(gyt, tl, lo - g0, cnt, Op, Tb, Wt);
+            for (int a = 0; a < A2; ++a)
+                gemm<float>(true, false, Op, Cp, cnt, 1.0f, Wt + index_t(a) * Op, A2 * Op, Vb + index_t(a) * Cp,
+                            A2 * Cp, 1.0f, dU + p * UO + index_t(a) * Op * Cp, Cp);
+        }
+    }
+}
+
 // y (N, O, OH, OW) = the 3x3 correlation of x (N, C, H, W) (pads pt/pl on the top/left;
 // the output size gives the rest) with U (A^2, Op, Cp) (+ bias).
 template <int M>
 void wg_forward(const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl, const float* U,
                 index_t O, const float* bias, float* y, index_t OH, index_t OW) {
-    constexpr int A = M + 2, A2 = A * A;
     const index_t Cp = (C + V::W - 1) / V::W * V::W, Op = (O + V::W - 1) / V::W * V::W;
     const index_t th = (OH + M - 1) / M, tw = (OW + M - 1) / M;
     const index_t S = wg_chunk_samples(N, H * W * Cp, OH * OW * Op);
-    const index_t Tb = wino_block_tiles(A2, Cp, Op);
     float* xt = scratch<float>(2, std::size_t(S * (H * W * Cp + OH * OW * Op)));
     float* yt = xt + S * H * W * Cp;
     for (index_t n0 = 0; n0 < N; n0 += S) {
         const index_t s = std::min(S, N - n0);
         wg_to_nhwc(x + n0 * C * H * W, s, C, H * W, Cp, xt);
-        const WTiles tl{s, H, W, pt, pl, OH, OW, th, tw};
-        const index_t T = tl.count(), nblocks = (T + Tb - 1) / Tb;
-        const bool par = max_threads() > 1 && !in_parallel() && nblocks > 1;
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-        for (index_t b = 0; b < nblocks; ++b) {
-            const index_t t0 = b * Tb, cnt = std::min(Tb, T - t0);
-            float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
-            float* Mb = scratch<float>(1, std::size_t(A2 * Tb * Op));
-            wg_input<M>(xt, tl, t0, cnt, Cp, Tb, Vb);
-            for (int a = 0; a < A2; ++a)
-                gemm<float>(false, true, cnt, Op, Cp, 1.0f, Vb + index_t(a) * Cp, A2 * Cp, U + index_t(a) * Op * Cp,
-                            Cp, 0.0f, Mb + index_t(a) * Op, A2 * Op);
-            wg_output<M>(Mb, tl, t0, cnt, Op, Tb, yt);
-        }
+        wg_tiles_forward<M>(xt, WTiles{s, H, W, pt, pl, OH, OW, th, tw}, U, Cp, Op, yt);
         wg_to_nchw(yt, s, O, OH * OW, Op, bias, y + n0 * O * OH * OW);
     }
 }
 
-// dU (parts, A^2, Op, Cp): the blocks of tiles summed into `parts` fixed chunks of the
-// whole batch's blocks (each chunk in block order), to be added in chunk order.
+// Both gradients of y = conv3x3(x), sharing the channel-last copy of gy:
+//   gx (N, C, H, W) = the forward form on gy (pads 2 - p) with Ud (A^2, Cp, Op), the
+//                     rotated, channel-swapped kernel (skipped when gx is null);
+//   dU (parts, A^2, Op, Cp) the weight gradient's transformed sums (when dU is not null).
 template <int M>
-void wg_weight(const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt, index_t pl,
-               index_t O, index_t OH, index_t OW, float* dU, index_t parts, index_t Tb) {
-    constexpr int A = M + 2, A2 = A * A;
-    const index_t Cp = (C + V::W - 1) / V::W * V::W, Op = (O + V::W - 1) / V::W * V::W, UO = index_t(A2) * Op * Cp;
+void wg_backward(const float* gy, const float* x, index_t N, index_t C, index_t H, index_t W, index_t pt,
+                 index_t pl, index_t O, index_t OH, index_t OW, const float* Ud, float* gx, float* dU, index_t parts,
+                 index_t Tb) {
+    const index_t Cp = (C + V::W - 1) / V::W * V::W, Op = (O + V::W - 1) / V::W * V::W;
     const index_t th = (OH + M - 1) / M, tw = (OW + M - 1) / M, per = th * tw;
+    const index_t dth = (H + M - 1) / M, dtw = (W + M - 1) / M;
     const index_t S = wg_chunk_samples(N, H * W * Cp, OH * OW * Op);
-    const index_t total = (N * per + Tb - 1) / Tb;  // blocks of the whole batch, numbered in tile order
-    float* xt = scratch<float>(2, std::size_t(S * (H * W * Cp + OH * OW * Op)));
-    float* gyt = xt + S * H * W * Cp;
+    float* gyt = scratch<float>(2, std::size_t(S * (OH * OW * Op + H * W * Cp)));
+    float* xt = gyt + S * OH * OW * Op;  // x's copy (weight gradient), or gx's (data gradient)
     for (index_t n0 = 0; n0 < N; n0 += S) {
         const index_t s = std::min(S, N - n0);
-        wg_to_nhwc(x + n0 * C * H * W, s, C, H * W, Cp, xt);
         wg_to_nhwc(gy + n0 * O * OH * OW, s, O, OH * OW, Op, gyt);
-        const WTiles tl{s, H, W, pt, pl, OH, OW, th, tw};
-        // the global blocks covering this chunk's tiles [n0*per, (n0+s)*per)
-        const index_t g0 = n0 * per, g1 = (n0 + s) * per;
-        const bool par = max_threads() > 1 && !in_parallel() && parts > 1;
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-        for (index_t p = 0; p < parts; ++p) {
-            const index_t b_lo = chunk_begin(total, parts, p), b_hi = chunk_begin(total, parts, p + 1);
-            float* Vb = scratch<float>(0, std::size_t(A2 * Tb * Cp));
-            float* Wt = scratch<float>(1, std::size_t(A2 * Tb * Op));
-            for (index_t b = b_lo; b < b_hi; ++b) {
-                // the part of global block b inside this chunk (blocks may straddle chunks)
-                const index_t lo = std::max(g0, b * Tb), hi = std::min(g1, std::min((b + 1) * Tb, N * per));
-                if (lo >= hi) continue;
-                const index_t cnt = hi - lo;
-                wg_input<M>(xt, tl, lo - g0, cnt, Cp, Tb, Vb);
-                wg_grad<M>(gyt, tl, lo - g0, cnt, Op, Tb, Wt);
-                for (int a = 0; a < A2; ++a)
-                    gemm<float>(true, false, Op, Cp, cnt, 1.0f, Wt + index_t(a) * Op, A2 * Op, Vb + index_t(a) * Cp,
-                                A2 * Cp, 1.0f, dU + p * UO + index_t(a) * Op * Cp, Cp);
-            }
+        if (gx) {
+            wg_tiles_forward<M>(gyt, WTiles{s, OH, OW, 2 - pt, 2 - pl, H, W, dth, dtw}, Ud, Op, Cp, xt);
+            wg_to_nchw(xt, s, C, H * W, Cp, nullptr, gx + n0 * C * H * W);
+        }
+        if (dU) {
+            wg_to_nhwc(x + n0 * C * H * W, s, C, H * W, Cp, xt);
+            wg_tiles_weight<M>(xt, gyt, WTiles{s, H, W, pt, pl, OH, OW, th, tw}, n0 * per, N * per, Cp, Op, dU,
+                               parts, Tb);
         }
     }
 }

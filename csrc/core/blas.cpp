@@ -45,19 +45,23 @@ void gemm(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A
             for (index_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
         return;
     }
-    int nt = max_threads();
-    // Below ~0.5 MFLOP a split costs more than it saves.
-    if (!parallel || nt < 2 || in_parallel() || double(M) * N * K < 128.0 * 64 * 64) {
+    // Below ~0.5 MFLOP a split costs more than it saves. Above, the larger of M/N is
+    // cut into pieces whose size depends on the shape only -- never on the thread count
+    // -- and each piece is one BLAS call (on whichever thread): OpenBLAS's result for an
+    // element depends on the shape of the call that computes it, so a split by thread
+    // count would make the bits depend on it (they are the same for 1 or 2 threads).
+    if (!parallel || double(M) * N * K < 128.0 * 64 * 64) {
         blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     const bool split_n = N >= M;
     const index_t dim = split_n ? N : M;
-    const index_t align = 16;
-    index_t chunk = (dim + nt - 1) / nt;
-    chunk = (chunk + align - 1) / align * align;
+    constexpr index_t kAlign = 16, kMinPiece = 64, kMaxPieces = 16;
+    const index_t pieces = std::max<index_t>(1, std::min<index_t>(kMaxPieces, dim / kMinPiece));
+    const index_t chunk = ((dim + pieces - 1) / pieces + kAlign - 1) / kAlign * kAlign;
     const index_t parts = (dim + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    const bool threads = max_threads() > 1 && !in_parallel() && parts > 1;
+#pragma omp parallel for schedule(static, 1) if (threads)
     for (index_t p = 0; p < parts; ++p) {
         index_t s = p * chunk, len = std::min(chunk, dim - s);
         if (split_n) {
@@ -81,8 +85,8 @@ struct FreeDeleter {
 };
 template <typename T>
 struct Slots {
-    std::unique_ptr<T, FreeDeleter> buf[4];
-    std::size_t cap[4] = {0, 0, 0, 0};
+    std::unique_ptr<T, FreeDeleter> buf[kScratchSlots];
+    std::size_t cap[kScratchSlots] = {};
 };
 }  // namespace
 

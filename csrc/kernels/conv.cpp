@@ -37,8 +37,11 @@ struct Plan {
         const index_t N = std::max<index_t>(a.N, 1), nt = max_threads();
         nb = std::min(N, std::max<index_t>(1, target_cols / std::max<index_t>(L, 1)));
         nblocks = (N + nb - 1) / nb;
-        if (nt > 1 && nblocks >= nt) {  // balance: a multiple of the thread count
-            nblocks = (nblocks + nt - 1) / nt * nt;
+        // Balance for 2 and 4 threads: a multiple of 4 blocks. The blocks set the GEMMs'
+        // shapes, and OpenBLAS's bits depend on a call's shape, so they must not depend
+        // on the thread count (the results would).
+        if (nblocks >= 4) {
+            nblocks = (nblocks + 3) / 4 * 4;
             nb = (N + nblocks - 1) / nblocks;
             nblocks = (N + nb - 1) / nb;
         }
@@ -240,27 +243,26 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
     };
     std::memset(gw, 0, sizeof(T) * WK);
     if (a.N <= 0) return;
-    if (!p.across) {
+    // The blocks go into fixed chunks (sum_chunks: from the sizes only), each summed in
+    // block order into its own copy by whichever thread takes it, and the copies are
+    // added in chunk order: the bits of gw do not depend on the thread count.
+    const index_t parts = sum_chunks(p.nblocks, WK);
+    if (parts == 1) {
         for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), gw, !p.serial);
         return;
     }
-    // Each thread sums its blocks into a private copy (no two threads write
-    // one element), then the copies are added.
-    const int nt = max_threads();
-    std::vector<T> parts(std::size_t(nt) * WK, T(0));
-#pragma omp parallel num_threads(nt)
-    {
-        T* acc = parts.data() + std::size_t(thread_id()) * WK;
-        // static, not dynamic: which blocks a thread sums must not vary from run
-        // to run, or the float sum order (and the bits of gw) would.
-#pragma omp for schedule(static)
-        for (index_t b = 0; b < p.nblocks; ++b) accumulate(b * p.nb, p.count(b, a.N), acc, false);
-#pragma omp for schedule(static)
-        for (index_t i = 0; i < WK; ++i) {
-            T s = 0;
-            for (int t = 0; t < nt; ++t) s += parts[std::size_t(t) * WK + i];
-            gw[i] = s;
-        }
+    T* acc = scratch<T>(4, std::size_t(parts * WK));
+    std::fill(acc, acc + parts * WK, T(0));
+    const bool across = !p.serial && parts >= 2;
+#pragma omp parallel for schedule(dynamic, 1) if (across)
+    for (index_t c = 0; c < parts; ++c)
+        for (index_t b = chunk_begin(p.nblocks, parts, c); b < chunk_begin(p.nblocks, parts, c + 1); ++b)
+            accumulate(b * p.nb, p.count(b, a.N), acc + c * WK, false);
+    std::copy(acc, acc + WK, gw);
+    for (index_t c = 1; c < parts; ++c) {
+        const T* src = acc + c * WK;
+#pragma omp simd
+        for (index_t i = 0; i < WK; ++i) gw[i] += src[i];
     }
 }
 

@@ -37,10 +37,9 @@ constexpr index_t kBlockElems = index_t(1) << 22;  // scratch budget (elements) 
 
 inline bool threads_pay(double work) { return max_threads() > 1 && !in_parallel() && work >= kSerialWork; }
 
-// Runs f(n, inner_parallel) for n in [0, cnt): one sample per thread when there are
-// enough samples and work, else sequentially with the GEMMs inside split over threads.
-// Static shares: a thread's samples, and so the order of its private sums (the
-// receptive weight gradient), do not depend on timing, so neither do the result's bits.
+// Runs f(n, inner_parallel) for n in [0, cnt) (samples, or chunks of them): one per
+// thread when there are enough and enough work, else sequentially with the GEMMs
+// inside split over threads (over rows or columns, so no sum changes order).
 template <typename F>
 void for_samples(index_t cnt, double work_per_sample, F&& f) {
     const bool big = threads_pay(work_per_sample * double(cnt));
@@ -53,12 +52,12 @@ void for_samples(index_t cnt, double work_per_sample, F&& f) {
     }
 }
 
-// Sums nt per-thread partials of size m into out.
+// Sums nt partials of size m into out, in order.
 template <typename T>
-void reduce_parts(const std::vector<T>& parts, int nt, index_t m, T* out) {
+void reduce_parts(const std::vector<T>& parts, index_t nt, index_t m, T* out) {
     for (index_t i = 0; i < m; ++i) {
         T s = 0;
-        for (int t = 0; t < nt; ++t) s += parts[std::size_t(t) * m + i];
+        for (index_t t = 0; t < nt; ++t) s += parts[std::size_t(t * m + i)];
         out[i] = s;
     }
 }
@@ -273,24 +272,29 @@ void receptive_conv_backward(const T* gy, const T* x, const index_t* index, cons
     if (a.N <= 0 || Ck <= 0 || a.n_out <= 0 || a.O <= 0 || (!gx && !gw)) return;
 
     const std::vector<index_t> idxT = transpose_index(index, a.n_out, a.k);
-    const int nt = max_threads();
-    std::vector<T> parts(gw ? std::size_t(nt) * WS : 0, T(0));
+    // The samples go into fixed chunks (sum_chunks: from the sizes only), each summed
+    // in sample order into its own copy of gw, added in chunk order at the end: the
+    // bits of gw do not depend on the thread count.
+    const index_t parts = gw ? sum_chunks(a.N, WS) : 1;
+    std::vector<T> acc(gw ? std::size_t(parts * WS) : 0, T(0));
     const double work = double(a.O) * CS * ((gw ? 1 : 0) + (gx ? 1 : 0));
-    for_samples(a.N, work, [&](index_t n, bool par) {
+    for_samples(parts, work * double(a.N) / double(parts), [&](index_t c, bool par) {
         T* buf = scratch<T>(kSlot, std::size_t(CS * ((gw ? 1 : 0) + (gx ? 1 : 0))));
-        const T* gyn = gy + n * a.O * a.n_out;
-        if (gw) {
-            T* acc = parts.data() + std::size_t(par ? 0 : thread_id()) * WS;
-            gather_cols(x + n * a.C * a.n_in, idxT.data(), buf, a, par);
-            gemm<T>(false, true, a.O, Ck, a.n_out, T(1), gyn, a.n_out, buf, a.n_out, T(1), acc, Ck, par);
-        }
-        if (gx) {
-            T* dcols = gw ? buf + CS : buf;
-            gemm<T>(true, false, Ck, a.n_out, a.O, T(1), w, Ck, gyn, a.n_out, T(0), dcols, a.n_out, par);
-            scatter_cols(dcols, idxT.data(), gx + n * a.C * a.n_in, a, par);
+        for (index_t n = chunk_begin(a.N, parts, c); n < chunk_begin(a.N, parts, c + 1); ++n) {
+            const T* gyn = gy + n * a.O * a.n_out;
+            if (gw) {
+                gather_cols(x + n * a.C * a.n_in, idxT.data(), buf, a, par);
+                gemm<T>(false, true, a.O, Ck, a.n_out, T(1), gyn, a.n_out, buf, a.n_out, T(1), acc.data() + c * WS, Ck,
+                        par);
+            }
+            if (gx) {
+                T* dcols = gw ? buf + CS : buf;
+                gemm<T>(true, false, Ck, a.n_out, a.O, T(1), w, Ck, gyn, a.n_out, T(0), dcols, a.n_out, par);
+                scatter_cols(dcols, idxT.data(), gx + n * a.C * a.n_in, a, par);
+            }
         }
     });
-    if (gw) reduce_parts(parts, nt, WS, gw);
+    if (gw) reduce_parts(acc, parts, WS, gw);
 }
 
 #define PCN_INST(T)                                                                                              \

@@ -28,6 +28,8 @@ constexpr TileShape kTiles[3] = {{6, 2, 1.0}, {4, 3, 1.0}, {8, 1, 0.8}};
 // Weight gradient: taps per tile for OV = 1..4 vectors of channels (<= 13 accumulators
 // with the OV gradient loads); few-tap form: up to 4 channels, taps per tile for OT = 1..4.
 constexpr int kWgKT[5] = {0, 12, 6, 4, 2};
+// Channel-vector forward: pixels per tile for OV = 1, 2 vectors of channels.
+constexpr int kCvNP[3] = {0, 12, 6};
 constexpr int kWgpOT = 4;
 constexpr int kWgpKT[5] = {0, 12, 5, 3, 2};
 

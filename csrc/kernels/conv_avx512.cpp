@@ -32,6 +32,8 @@ constexpr TileShape kTiles[3] = {{14, 2, 186.0}, {12, 2, 175.0}, {8, 3, 165.0}};
 // Weight gradient: taps per tile for OV = 1..4 vectors of channels; few-tap form:
 // up to kWgpOT channels, taps per tile for OT = 1..8.
 constexpr int kWgKT[5] = {0, 12, 12, 8, 6};
+// Channel-vector forward: pixels per tile for OV = 1, 2 vectors of channels.
+constexpr int kCvNP[3] = {0, 24, 12};
 constexpr int kWgpOT = 8;
 constexpr int kWgpKT[9] = {0, 12, 12, 8, 6, 4, 4, 3, 3};
 

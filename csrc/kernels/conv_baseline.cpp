@@ -9,6 +9,8 @@ namespace pcn::baseline {
 // 16 registers and no FMA (a multiply and an add, one temporary): 12 or 8 sums.
 constexpr TileShape kTiles[3] = {{6, 2, 1.0}, {4, 2, 0.9}, {8, 1, 0.8}};
 constexpr int kWgKT[5] = {0, 10, 5, 3, 2};
+// Channel-vector forward: pixels per tile for OV = 1, 2 vectors of channels.
+constexpr int kCvNP[3] = {0, 10, 5};
 constexpr int kWgpOT = 4;
 constexpr int kWgpKT[5] = {0, 10, 5, 3, 2};
 

@@ -243,6 +243,115 @@ struct Kernel {  // what every sample of one call shares
     }
 };
 
+// ------------------------------------------------------------ channel-vector forward
+// The same sum vectorised along output channels instead of pixels: a tile keeps NP
+// output pixels x OV vectors of W channels, and per tap loads OV weight vectors
+// (weights packed (K, Op), Op = O padded to W) and broadcasts NP input values. No
+// lane is idle on rows that fit vectors badly (LeNet's 10-wide maps fill 10 of 16
+// lanes of the row tiles) as long as O is a multiple of W. The output is computed
+// channel-last for one sample, then transposed into its NCHW planes.
+template <int NP, int OV>
+void cv_tile(const float* z, const index_t* zpos, int np, const float* wT, index_t Op, const index_t* koff,
+             index_t K, float* ot, bool first) {
+    typename V::R acc[NP][OV];
+    const float* zp[NP];
+#pragma GCC unroll 32
+    for (int p = 0; p < NP; ++p) {
+        zp[p] = z + zpos[p < np ? p : np - 1];  // past np: repeat a valid pixel, dropped
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v) acc[p][v] = first || p >= np ? V::zero() : V::load(ot + p * Op + v * V::W);
+    }
+    for (index_t k = 0; k < K; ++k) {
+        typename V::R wv[OV];
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v) wv[v] = V::load(wT + k * Op + v * V::W);
+        const index_t o = koff[k];
+#pragma GCC unroll 32
+        for (int p = 0; p < NP; ++p) {
+            const typename V::R b = V::set1(zp[p][o]);
+#pragma GCC unroll 4
+            for (int v = 0; v < OV; ++v) acc[p][v] = V::fma(b, wv[v], acc[p][v]);
+        }
+    }
+#pragma GCC unroll 32
+    for (int p = 0; p < NP; ++p) {
+        if (p >= np) break;
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v) V::store(ot + p * Op + v * V::W, acc[p][v]);
+    }
+}
+
+struct ChanKernel {
+    const Kernel& kp;  // taps (koff), padded geometry, fill()
+    index_t O, Op, P;
+    std::vector<index_t> zpos;  // output pixel p's offset in z
+    std::vector<float> wT;      // (K, Op), channels past O zero
+
+    ChanKernel(const Kernel& k, index_t o) : kp(k), O(o), Op((o + V::W - 1) / V::W * V::W), P(k.OR * k.OS) {
+        zpos.resize(std::size_t(P));
+        for (index_t r = 0; r < kp.OR; ++r)
+            for (index_t s = 0; s < kp.OS; ++s) zpos[std::size_t(r * kp.OS + s)] = r * kp.Wz + s;
+        wT.assign(std::size_t(kp.K * Op), 0.0f);
+    }
+    template <typename F>  // wk(o, k): the weight of input tap k for output channel o
+    void pack(F&& wk) {
+        for (index_t k = 0; k < kp.K; ++k)
+            for (index_t o = 0; o < O; ++o) wT[std::size_t(k * Op + o)] = wk(o, k);
+    }
+
+    // one sample: z (padded) -> out (O, P) + bias, ot (P, Op) its channel-last scratch
+    void compute(const float* z, float* out, const float* bias, float* ot) const {
+        const index_t K = kp.K, kc = Kernel::kKC;
+        for (index_t k0 = 0; k0 < K; k0 += kc) {
+            const index_t kn = std::min(kc, K - k0);
+            const float* w = wT.data() + k0 * Op;
+            const index_t* ko = kp.koff.data() + k0;
+            index_t o0 = 0;
+            for (; o0 + 2 * V::W <= Op; o0 += 2 * V::W)
+                for (index_t p0 = 0; p0 < P; p0 += kCvNP[2])
+                    cv_tile<kCvNP[2], 2>(z, zpos.data() + p0, int(std::min<index_t>(kCvNP[2], P - p0)), w + o0, Op, ko,
+                                         kn, ot + p0 * Op + o0, k0 == 0);
+            for (; o0 < Op; o0 += V::W)
+                for (index_t p0 = 0; p0 < P; p0 += kCvNP[1])
+                    cv_tile<kCvNP[1], 1>(z, zpos.data() + p0, int(std::min<index_t>(kCvNP[1], P - p0)), w + o0, Op, ko,
+                                         kn, ot + p0 * Op + o0, k0 == 0);
+        }
+        // ot (P, Op) -> out (O, P), W x W blocks, + bias
+        const index_t pf = P / V::W * V::W, of = O / V::W * V::W;
+        for (index_t p0 = 0; p0 < pf; p0 += V::W)
+            for (index_t o0 = 0; o0 < of; o0 += V::W) V::transpose(ot + p0 * Op + o0, Op, out + o0 * P + p0, P);
+        for (index_t o = 0; o < of; ++o)
+            for (index_t p = pf; p < P; ++p) out[o * P + p] = ot[p * Op + o];
+        for (index_t o = of; o < O; ++o)
+            for (index_t p = 0; p < P; ++p) out[o * P + p] = ot[p * Op + o];
+        if (bias)
+            for (index_t o = 0; o < O; ++o) {
+                const float b = bias[o];
+                float* q = out + o * P;
+                for (index_t p = 0; p < P; ++p) q[p] += b;
+            }
+    }
+
+    void run(const float* src, index_t src_ns, index_t Hs, index_t Ws, index_t top, index_t left, float* out,
+             index_t out_ns, const float* bias, index_t N) const {
+        const bool par = max_threads() > 1 && !in_parallel() && N > 1 && double(N) * O * P * kp.K >= 262144.0;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (index_t n = 0; n < N; ++n) {
+            float* z = scratch<float>(0, std::size_t(kp.zsize()));
+            float* ot = scratch<float>(1, std::size_t(P * Op));
+            kp.fill(src + n * src_ns, Hs, Ws, top, left, z);
+            compute(z, out + n * out_ns, bias, ot);
+        }
+    }
+};
+
+// Whether the channel-vector form fills clearly more lanes than the row tiles.
+bool prefer_channels(index_t out_ch, index_t out_cols) {
+    const double rows = double(out_cols) / double(V::W * ((out_cols + V::W - 1) / V::W));
+    const double chans = double(out_ch) / double(V::W * ((out_ch + V::W - 1) / V::W));
+    return out_ch >= V::W && chans >= rows + 0.2;
+}
+
 // ------------------------------------------------------------ weight gradient
 //   gwT[k, o] = sum_n sum_q z_n[koff[k] + pos(q)] * gy_n[o, q]
 // vectorised along output channels: grad_output is transposed per sample to
@@ -501,8 +610,20 @@ constexpr index_t kMinWeightGradTaps = 48;
 bool forward_impl(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a) {
     const Geom& g = a.g;
     const index_t Cg = g.C / a.groups, Og = a.O / a.groups, K = Cg * g.kh * g.kw;
-    if (g.OH <= 0 || !usable(g, Og, g.OW, double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw)))
-        return false;
+    const double zs = double(Cg) * (g.OH + (g.kh - 1) * g.dh) * (g.OW + (g.kw - 1) * g.dw);
+    if (g.OH <= 0) return false;
+    if (prefer_channels(Og, g.OW) && usable(g, Og, g.OW, zs, false)) {
+        const Kernel geo(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW, false);
+        ChanKernel ck(geo, Og);
+        for (index_t grp = 0; grp < a.groups; ++grp) {
+            const float* wg = w + grp * Og * K;
+            ck.pack([&](index_t o, index_t k) { return wg[o * K + k]; });
+            ck.run(x + grp * Cg * g.H * g.W, g.C * g.H * g.W, g.H, g.W, g.pt, g.pl, y + grp * Og * g.OH * g.OW,
+                   a.O * g.OH * g.OW, bias ? bias + grp * Og : nullptr, a.N);
+        }
+        return true;
+    }
+    if (!usable(g, Og, g.OW, zs)) return false;
     Kernel kp(Cg, Og, g.kh, g.kw, g.dh, g.dw, g.OH, g.OW);
     for (index_t grp = 0; grp < a.groups; ++grp) {
         const float* wg = w + grp * Og * K;

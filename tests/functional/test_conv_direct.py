@@ -66,7 +66,8 @@ def _expected_direct_calls(cfg, yshape, lanes):
     """The rules of csrc/kernels/conv_direct_body.h: stride 1 (always here), not a plain 1x1
     conv nor a whole-image kernel, output rows filling more than half their vectors (of
     `lanes` floats: the target's width), and at least 4
-    output channels per group (weight gradient: with at least 48 taps per output
+    output channels per group, or (forward) at least a vector of output channels filling
+    clearly more lanes than the rows do (weight gradient: with at least 48 taps per output
     channel, C/groups * kh * kw, any rows; with fewer, the pixel-vectorised kernel,
     rows as the forward's)."""
     if cfg["k"] == (1, 1) and cfg["padding"] in ((0, 0), "same"):
@@ -76,7 +77,10 @@ def _expected_direct_calls(cfg, yshape, lanes):
         return 0  # the kernel covers the whole image: a dense layer, one GEMM (conv.cpp's is_dense)
     rows_ok = lambda n: n >= 1 and 2 * n > lanes * (-(-n // lanes))  # noqa: E731
     g = cfg["groups"]
-    fwd = cfg["cout"] // g >= 4 and rows_ok(yshape[3])
+    fill = lambda n: n / (lanes * (-(-n // lanes)))  # noqa: E731 - the lanes a row or channel count fills
+    # forward: the row tiles, or the channel-vector tiles where those fill clearly more lanes
+    channels = cfg["cout"] // g >= lanes and fill(cfg["cout"] // g) >= fill(yshape[3]) + 0.2
+    fwd = (cfg["cout"] // g >= 4 and rows_ok(yshape[3])) or channels
     bwd_data = cfg["cin"] // g >= 4 and rows_ok(cfg["hw"][1])
     taps = (cfg["cin"] // g) * cfg["k"][0] * cfg["k"][1]
     wgrad = (taps >= 48 and yshape[3] >= 1) or (taps < 48 and rows_ok(yshape[3]))

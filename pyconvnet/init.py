@@ -20,8 +20,15 @@ name                distribution
 ``kaiming_uniform`` He: U(-b, b), b = gain * sqrt(3/fan)
 ``xavier_normal``   Glorot: N(0, gain^2 * 2/(fan_in + fan_out))
 ``xavier_uniform``  Glorot: U(-b, b), b = gain * sqrt(6/(fan_in + fan_out))
+``uniform_fan_in``  U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch's default for
+                    Conv2d / Linear (kaiming_uniform with a = sqrt(5))
+``dirac``           the identity: filter o passes input channel o through its
+                    centre tap (o < min(C_out, C_in)); the other filters zero
 ``zeros``, ``ones`` constants (the default for biases is ``zeros``)
 ==================  =========================================================
+
+:func:`patch_whitening` computes a whitening convolution from data (not an
+initialiser of the common signature).
 
 ``he_*`` and ``glorot_*`` are accepted as aliases of ``kaiming_*`` and ``xavier_*``.
 """
@@ -36,7 +43,7 @@ from ._args import float_dtype as _dtype
 
 __all__ = [
     "as_rng", "fans", "get", "normal_fan_in", "kaiming_normal", "kaiming_uniform", "xavier_normal",
-    "xavier_uniform", "zeros", "ones", "INITIALIZERS",
+    "xavier_uniform", "uniform_fan_in", "dirac", "zeros", "ones", "patch_whitening", "INITIALIZERS",
 ]
 
 
@@ -143,6 +150,60 @@ def xavier_uniform(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float
     return as_rng(rng).uniform(-bound, bound, shape).astype(dtype)
 
 
+def uniform_fan_in(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float32):
+    """U(-b, b), b = 1/sqrt(fan_in): torch's default init of Conv2d and Linear weights."""
+    shape, dtype = _shape(shape), _dtype(dtype)
+    fi, _ = _fans(shape, fan_in, fan_out)
+    bound = 1.0 / math.sqrt(fi)
+    return as_rng(rng).uniform(-bound, bound, shape).astype(dtype)
+
+
+def dirac(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float32):
+    """The identity convolution (torch.nn.init.dirac_): w[o, o, kh // 2, kw // 2] = 1 for
+    o < min(C_out, C_in), all else 0, so ``conv(x)`` copies the first channels of x.
+    ``rng`` is ignored. shape (C_out, C_in, kh, kw), or (out, in) for a Linear (an eye)."""
+    shape, dtype = _shape(shape), _dtype(dtype)
+    if len(shape) not in (2, 4):
+        raise ValueError(f"shape: expected (C_out, C_in, kh, kw) or (out, in), got {shape}")
+    w = np.zeros(shape, dtype)
+    d = np.arange(min(shape[0], shape[1]))
+    if len(shape) == 2:
+        w[d, d] = 1
+    else:
+        w[d, d, shape[2] // 2, shape[3] // 2] = 1
+    return w
+
+
+def patch_whitening(images, kernel_size=2, eps=5e-4, dtype=np.float32):
+    """Weights (2 * C * k * k, C, k, k) of a k x k convolution that whitens the k x k patches of
+    ``images`` (N, C, H, W) (float, already normalised): the eigenvectors of the uncentred
+    patch covariance X^T X / n, in descending eigenvalue order, each divided by
+    sqrt(eigenvalue + eps), then the same filters negated (the airbench CIFAR-10 recipe's
+    first layer, whose sign ambiguity the +/- pair removes). The covariance is accumulated in
+    float64 over chunks of images."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.dtype.kind != "f":
+        raise ValueError(f"images: expected a float (N, C, H, W) array, got {x.dtype} {x.shape}")
+    k = int(kernel_size)
+    n, c, h, w = x.shape
+    if k < 1 or k > min(h, w):
+        raise ValueError(f"kernel_size: expected 1..{min(h, w)} for images {x.shape}, got {kernel_size!r}")
+    d = c * k * k
+    cov, count = np.zeros((d, d)), 0
+    for s in range(0, n, 256):
+        chunk = x[s:s + 256].astype(np.float64)
+        # (m, C, H-k+1, W-k+1, k, k) windows -> (patches, C*k*k) in (c, i, j) order
+        win = np.lib.stride_tricks.sliding_window_view(chunk, (k, k), axis=(2, 3))
+        flat = np.moveaxis(win, 1, 3).reshape(-1, d)
+        cov += flat.T @ flat
+        count += flat.shape[0]
+    cov /= max(count, 1)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1]
+    filt = (evecs[:, order] / np.sqrt(evals[order] + eps)).T.reshape(d, c, k, k)
+    return np.concatenate([filt, -filt]).astype(_dtype(dtype))
+
+
 def zeros(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float32):
     """All zeros (``rng`` is ignored, so no random numbers are consumed)."""
     return np.zeros(_shape(shape), _dtype(dtype))
@@ -159,6 +220,8 @@ INITIALIZERS = {
     "kaiming_uniform": kaiming_uniform,
     "xavier_normal": xavier_normal,
     "xavier_uniform": xavier_uniform,
+    "uniform_fan_in": uniform_fan_in,
+    "dirac": dirac,
     "zeros": zeros,
     "ones": ones,
 }

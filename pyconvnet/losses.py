@@ -72,9 +72,55 @@ class SoftmaxCrossEntropy(Loss):
     logits (N, C) or (N, C, d1, ...) (class axis 1, e.g. per-pixel segmentation);
     labels: integer class indices (N,) / (N, d1, ...) in [0, C), or one-hot / class
     probabilities of the logits' shape. 'mean' averages over the N (* d1 * ...)
-    positions, so the gradient is (softmax - onehot) / B, the Kyoto Univ. exercise's eq. 12."""
+    positions, so the gradient is (softmax - onehot) / B, the Kyoto Univ. exercise's eq. 12.
+
+    label_smoothing=eps (torch's): the target is (1 - eps) * onehot + eps / C, so the loss
+    is (1 - eps) * CE(labels) + eps * CE(uniform) and the gradient softmax - that target."""
+
+    def __init__(self, reduction="mean", label_smoothing=0.0):
+        super().__init__(reduction)
+        ls = label_smoothing
+        if isinstance(ls, (bool, np.bool_)) or not isinstance(ls, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= float(ls) <= 1.0:
+            raise ValueError(f"label_smoothing: expected a float in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(ls)
+
+    def config(self):
+        cfg = super().config()
+        cfg["args"]["label_smoothing"] = self.label_smoothing
+        return cfg
+
+    def __repr__(self):
+        return f"SoftmaxCrossEntropy(reduction={self.reduction!r}, label_smoothing={self.label_smoothing})"
 
     def forward(self, logits, labels):
+        if self.label_smoothing:
+            return self._forward_smoothed(logits, labels)
+        return self._forward(logits, labels)
+
+    def _forward_smoothed(self, logits, labels):
+        """(1 - eps) CE(y) + eps CE(uniform) = CE(y) + eps * mean_k (a_y - a_k) per position: the
+        plain pass plus one correction term, and the gradient's correction eps (onehot - 1/C)."""
+        eps = self.label_smoothing
+        a = float_array(logits, "logits")
+        labels = np.asarray(labels)
+        value = self._forward(a, labels)
+        p, idx, t, count = self._cache
+        c = a.shape[1]
+        if idx is not None or t is None:  # integer labels
+            y = labels.astype(np.intp, copy=False)
+            picked = np.take_along_axis(a, np.expand_dims(y, 1), axis=1)
+            extra = float(np.sum(picked, dtype=np.float64) - np.sum(a, dtype=np.float64) / c)
+            target = None
+        else:
+            target = t
+            extra = float(np.sum(t * a, dtype=np.float64) - np.sum(t.sum(axis=1, keepdims=True) * a,
+                                                                   dtype=np.float64) / c)
+        self._smoothing = (labels, target, c)
+        return value + eps * extra * self._scale(count)
+
+    def _forward(self, logits, labels):
+        self._smoothing = None
         a = float_array(logits, "logits")
         if a.ndim < 2:
             raise ValueError(f"logits: expected (N, C) or (N, C, d1, ...), got shape {a.shape}")
@@ -114,6 +160,20 @@ class SoftmaxCrossEntropy(Loss):
         return total * self._scale(count)
 
     def backward(self, grad=1.0):
+        g = self._backward(grad)
+        smoothing = getattr(self, "_smoothing", None)
+        if smoothing is not None:
+            labels, target, c = smoothing
+            k = g.dtype.type(float(grad) * self._scale(self._cache[3]) * self.label_smoothing)
+            if target is None:  # + eps (onehot - 1/C) per position
+                idx = np.expand_dims(labels.astype(np.intp, copy=False), 1)
+                np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=1) + k, axis=1)
+            else:  # + eps (t - sum(t) / C)
+                g += k * target
+            g -= (k / c) * (1.0 if target is None else target.sum(axis=1, keepdims=True))
+        return g
+
+    def _backward(self, grad):
         p, idx, t, count = self._saved()
         if idx is not None and idx.ndim == 1:  # integer labels of 2-D logits: the C++ pass
             return _core.softmax_xent_backward(p, idx, float(grad) * self._scale(count))

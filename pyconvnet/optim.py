@@ -52,7 +52,8 @@ def _fusable(p, g):
             and g.flags.c_contiguous and p.flags.writeable and p.shape == g.shape)
 
 __all__ = [
-    "Optimizer", "SGD", "MomentumSGD", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "optimizer_from_config",
+    "Optimizer", "SGD", "MomentumSGD", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "NesterovSGD", "Lookahead",
+    "optimizer_from_config",
     "Scheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealing", "LambdaLR", "OPTIMIZERS",
 ]
 
@@ -510,7 +511,115 @@ class Adam(Optimizer):
         _core.adam_step(p, g, m, v, b1, b2, self.eps, 1.0 - b2 ** step, self.lr / (1.0 - b1 ** step), wd)
 
 
-OPTIMIZERS = {c.__name__: c for c in (SGD, MomentumSGD, AdaGrad, RMSProp, AdaDelta, Adam)}
+class NesterovSGD(Optimizer):
+    """SGD with (Nesterov) momentum exactly as torch.optim.SGD(momentum, nesterov=True) computes it:
+    d = g + wd * p;  b = momentum * b + d (b starts at 0);  p -= lr * (d + momentum * b)
+    (nesterov=False: p -= lr * b). Slot: "momentum_buffer".
+
+    params: (name, param, grad) triples (a Layer), or torch-style parameter groups: a list of
+    dicts {"params": triples, "lr": lr, "weight_decay": wd} (missing keys: this optimizer's).
+    A group's lr follows the schedule in proportion: lr_group * (lr_now / lr). ``freeze(name)``
+    leaves a parameter untouched from then on (no step, no momentum, no decay), as torch does
+    for a parameter whose grad is None (``unfreeze`` takes it back)."""
+
+    slots = ("momentum_buffer",)
+
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, scheduler=None, nesterov=True,
+                 group_factors=None):
+        self.momentum = _float(momentum, "momentum", 0.0, 1.0, hi_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov: expected a bool, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+        lr = _float(lr, "lr", 0.0, lo_open=True)
+        wd = _float(weight_decay, "weight_decay", 0.0)
+        if hasattr(params, "parameters") and callable(params.parameters):
+            params = params.parameters()
+        params = list(params)
+        triples, self._group = [], {}
+        if params and isinstance(params[0], dict):
+            for i, grp in enumerate(params):
+                if not isinstance(grp, dict) or "params" not in grp or set(grp) - {"params", "lr", "weight_decay"}:
+                    raise ValueError(f"params[{i}]: expected a dict with 'params' and optionally 'lr', "
+                                     f"'weight_decay', got {grp!r:.120}")
+                g_lr = _float(grp.get("lr", lr), f"params[{i}]['lr']", 0.0)
+                g_wd = _float(grp.get("weight_decay", wd), f"params[{i}]['weight_decay']", 0.0)
+                members = grp["params"]
+                members = list(members.parameters() if hasattr(members, "parameters") else members)
+                for t in members:
+                    triples.append(t)
+                    if isinstance(t, tuple) and len(t) == 3:
+                        self._group[t[0]] = (g_lr / lr, g_wd)
+        else:
+            triples = params
+        super().__init__(triples, lr, wd, scheduler)
+        for name, (scale, g_wd) in (group_factors or {}).items():  # a config's groups (optimizer_from_config)
+            if name not in {n for n, _, _ in self._entries}:
+                raise ValueError(f"group_factors: unknown parameter {name!r}")
+            self._group[name] = (_float(scale, f"group_factors[{name!r}]", 0.0), _float(g_wd, "weight_decay", 0.0))
+        for name, _, _ in self._entries:
+            self._group.setdefault(name, (1.0, wd))
+        self._frozen = set()
+
+    def _args(self):
+        return dict(momentum=self.momentum, nesterov=self.nesterov,
+                    group_factors={n: list(v) for n, v in self._group.items()})
+
+    def group_of(self, name):
+        """(lr factor relative to lr, weight decay) of parameter ``name``."""
+        return self._group[name]
+
+    def freeze(self, *names):
+        unknown = [n for n in names if n not in self._group]
+        if unknown:
+            raise ValueError(f"names: unknown parameters {unknown}; known: {self.parameter_names()}")
+        self._frozen.update(names)
+
+    def unfreeze(self, *names):
+        self._frozen.difference_update(names)
+
+    def step(self):
+        self.step_count += 1
+        mu = self.momentum
+        for name, p, g in self._entries:
+            if name in self._frozen:
+                continue
+            scale, wd = self._group[name]
+            b, d = self.state["momentum_buffer"][name], self._tmp(p)[0]
+            if wd:
+                np.multiply(p, p.dtype.type(wd), out=d)
+                d += g
+            else:
+                np.copyto(d, g)
+            b *= p.dtype.type(mu)
+            b += d
+            if self.nesterov:
+                d += p.dtype.type(mu) * b
+            else:
+                np.copyto(d, b)
+            d *= p.dtype.type(self.lr * scale)
+            p -= d
+
+
+class Lookahead:
+    """A slow copy of a model's weights pulled towards the fast ones: ``update(decay)`` sets
+    slow = decay * slow + (1 - decay) * fast, then fast = slow, over every float parameter and
+    buffer (BatchNorm's running statistics included; integer buffers are left alone). With
+    decay 1 it restores the slow copy. (The lookahead of the airbench CIFAR-10 recipe: every
+    5 steps, decay 0.95^5 (t / T)^3.)"""
+
+    def __init__(self, model):
+        self._live = [a for a in list(model.params.values()) + list(model.buffers.values()) if a.dtype.kind == "f"]
+        self._slow = [a.copy() for a in self._live]
+
+    def update(self, decay):
+        decay = _float(decay, "decay", 0.0, 1.0)
+        for slow, live in zip(self._slow, self._live):
+            slow *= slow.dtype.type(decay)
+            slow += slow.dtype.type(1.0 - decay) * live
+            np.copyto(live, slow)
+
+
+OPTIMIZERS = {c.__name__: c for c in (SGD, MomentumSGD, AdaGrad, RMSProp, AdaDelta, Adam, NesterovSGD)}
 
 
 def optimizer_from_config(cfg, params):

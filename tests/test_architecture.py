@@ -31,7 +31,7 @@ LAYERS = [
      "pyconvnet._cpu", "pyconvnet.gradcheck"],
     ["pyconvnet.functional", "pyconvnet.reference", "pyconvnet.data"],
     ["pyconvnet.init", "pyconvnet.losses", "pyconvnet.optim", "pyconvnet.metrics", "pyconvnet.layers"],
-    ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models"],
+    ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models", "pyconvnet.tta"],
     ["pyconvnet.search", "pyconvnet.plots"],
     ["pyconvnet.relaxed", "pyconvnet.experiments", "pyconvnet.cli", "pyconvnet.__main__"],
 ]

@@ -190,3 +190,47 @@ def test_loss_errors():
         MSELoss().forward(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="^target: expected the shape"):
         BCEWithLogitsLoss().forward(np.zeros(3), np.zeros(4))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@given(n=st.integers(1, 6), c=st.integers(2, 7), eps=st.sampled_from([0.0, 0.1, 0.2, 1.0]), seed=st.integers(0, 999),
+       spatial=st.booleans(), soft=st.booleans())
+def test_label_smoothing_matches_the_smoothed_target_and_finite_differences(n, c, eps, seed, spatial, soft,
+                                                                            reduction):
+    """label_smoothing=eps is CE against (1 - eps) * target + eps * sum(target) / C, integer or
+    probability targets, 2-D or per-pixel logits; its gradient passes float64 finite differences."""
+    from pyconvnet import gradcheck
+
+    rng = np.random.default_rng(seed)
+    shape = (n, c, 3) if spatial else (n, c)
+    a = rng.standard_normal(shape) * 3
+    y = rng.integers(0, c, (n, 3) if spatial else (n,))
+    onehot = np.moveaxis(np.eye(c)[y], -1, 1)
+    t = rng.dirichlet(np.ones(c), size=shape[:1] + shape[2:])
+    t = np.moveaxis(t, -1, 1) if spatial else t
+    target, labels = (t, t) if soft else (onehot, y)
+    q = (1 - eps) * target + eps * target.sum(axis=1, keepdims=True) / c
+    loss = SoftmaxCrossEntropy(reduction=reduction, label_smoothing=eps)
+    got = loss.forward(a, labels)
+    want = SoftmaxCrossEntropy(reduction=reduction).forward(a, q)  # the plain loss on the smoothed target
+    assert abs(got - want) <= 1e-10 * max(1.0, abs(want))
+    g = loss.backward()
+    gradcheck.check_gradient(lambda: SoftmaxCrossEntropy(reduction=reduction, label_smoothing=eps).forward(a, labels),
+                             a, g, tol=1e-6)
+
+
+def test_label_smoothing_matches_torch_and_checks_its_argument():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, 10)).astype(np.float32) * 4
+    y = rng.integers(0, 10, 16)
+    loss = SoftmaxCrossEntropy(reduction="sum", label_smoothing=0.2)
+    got, g = loss.forward(a, y), loss.backward()
+    ta = torch.from_numpy(a).requires_grad_(True)
+    tl = torch.nn.functional.cross_entropy(ta, torch.from_numpy(y), label_smoothing=0.2, reduction="sum")
+    tl.backward()
+    assert abs(got - tl.item()) <= 1e-4 * abs(tl.item())
+    np.testing.assert_allclose(g, ta.grad.numpy(), rtol=1e-4, atol=1e-6)
+    for bad in (-0.1, 1.5, "x", True):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            SoftmaxCrossEntropy(label_smoothing=bad)

@@ -14,7 +14,8 @@ import pytest
 from pyconvnet import layers as L
 from pyconvnet import optim
 from pyconvnet.losses import SoftmaxCrossEntropy
-from pyconvnet.optim import (SGD, AdaDelta, AdaGrad, Adam, CosineAnnealing, ExponentialLR, LambdaLR, MomentumSGD,
+from pyconvnet.optim import (SGD, AdaDelta, AdaGrad, Adam, CosineAnnealing, ExponentialLR, LambdaLR, Lookahead, MomentumSGD,
+                             NesterovSGD,
                              MultiStepLR, RMSProp, StepLR, optimizer_from_config)
 
 W0 = [1.0, -2.0]
@@ -377,3 +378,68 @@ def test_fused_kernels_refuse_what_they_cannot_update_in_place():
     p = np.ones(4, np.float32)
     _core.sgd_step(p, g, 0.5, 0.0)
     np.testing.assert_array_equal(p, 0.5)
+
+
+def _tiny_net(seed=0):
+    return L.Sequential(L.Conv2d(2, 3, 3, padding=1, seed=seed, dtype=np.float64), L.BatchNorm2d(3, dtype=np.float64),
+                        L.ReLU(), L.Flatten(), L.Linear(3 * 4 * 4, 5, seed=seed + 1, dtype=np.float64))
+
+
+def test_nesterov_sgd_matches_torch_with_param_groups_and_freezing():
+    """NesterovSGD is torch.optim.SGD(momentum, nesterov=True) with coupled weight decay, torch-style
+    parameter groups (own lr and decay, scaled by the schedule alike), and frozen parameters skipped
+    entirely (as torch skips a parameter whose grad is None)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    params = {n: rng.standard_normal((3, 4)) for n in ("a", "b", "c")}
+    grads = {n: np.zeros_like(p) for n, p in params.items()}
+    triples = lambda names: [(n, params[n], grads[n]) for n in names]  # noqa: E731
+    opt = NesterovSGD([{"params": triples(["a", "b"]), "lr": 0.1, "weight_decay": 0.3},
+                       {"params": triples(["c"]), "lr": 6.4, "weight_decay": 0.02}], lr=0.1, momentum=0.85)
+    tp = {n: torch.tensor(p.copy(), requires_grad=True) for n, p in params.items()}
+    topt = torch.optim.SGD([{"params": [tp["a"], tp["b"]], "lr": 0.1, "weight_decay": 0.3},
+                            {"params": [tp["c"]], "lr": 6.4, "weight_decay": 0.02}], lr=0.1, momentum=0.85,
+                           nesterov=True)
+    for step in range(6):
+        factor = 0.2 + 0.1 * step
+        opt.lr = 0.1 * factor
+        for grp, base in zip(topt.param_groups, (0.1, 6.4)):
+            grp["lr"] = base * factor
+        for n in params:
+            grads[n][...] = rng.standard_normal((3, 4))
+            tp[n].grad = torch.tensor(grads[n].copy()) if not (step >= 3 and n == "b") else None
+        if step == 3:
+            opt.freeze("b")
+        opt.step()
+        topt.step()
+        for n in params:
+            np.testing.assert_allclose(params[n], tp[n].detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert opt.group_of("c") == (pytest.approx(64.0), 0.02)
+    cfg = opt.config()
+    again = optim.optimizer_from_config(cfg, triples(["a", "b", "c"]))
+    assert again.group_of("c") == opt.group_of("c") and again.nesterov
+    with pytest.raises(ValueError, match="unknown parameters"):
+        opt.freeze("zz")
+
+
+def test_lookahead_pulls_weights_and_buffers_and_restores():
+    net = _tiny_net()
+    la = Lookahead(net)
+    slow = {k: v.copy() for k, v in list(net.params.items()) + list(net.buffers.items())}
+    for k, v in list(net.params.items()) + list(net.buffers.items()):
+        if v.dtype.kind == "f":
+            v += 1.0  # the fast weights move
+    la.update(0.25)
+    for k, v in list(net.params.items()) + list(net.buffers.items()):
+        if v.dtype.kind == "f":
+            np.testing.assert_allclose(v, 0.25 * slow[k] + 0.75 * (slow[k] + 1.0), rtol=1e-12)
+        else:
+            np.testing.assert_array_equal(v, slow[k])  # the int counter is not averaged
+    mid = {k: v.copy() for k, v in net.params.items()}
+    for v in net.params.values():
+        v -= 5.0
+    la.update(1.0)  # decay 1: back to the slow copy
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(v, mid[k])
+    with pytest.raises(ValueError, match="decay"):
+        la.update(1.5)

@@ -27,6 +27,7 @@ from .augment import (
     ToFloat32,
     mean_std,
     normalize,
+    alternating_flip,
     random_crop,
     random_hflip,
     random_translate,
@@ -52,6 +53,6 @@ __all__ = [
     "DatasetNotFoundError", "ChecksumError", "cache_dir", "search_roots", "ENV_VAR", "SHA256",
     "ImageFolder",
     "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
-    "random_translate", "random_crop", "random_hflip", "PixelPermutation",
+    "random_translate", "random_crop", "random_hflip", "alternating_flip", "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]

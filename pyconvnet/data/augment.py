@@ -26,7 +26,7 @@ IntPair = Union[int, Tuple[int, int], Sequence[int]]
 
 __all__ = [
     "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
-    "random_translate", "random_crop", "random_hflip", "PixelPermutation",
+    "random_translate", "random_crop", "random_hflip", "alternating_flip", "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]
 
@@ -200,11 +200,15 @@ def _translate(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray
     return out
 
 
-def random_crop(images: np.ndarray, size: IntPair, padding: IntPair = 0, rng: RngLike = None) -> np.ndarray:
-    """CIFAR-style random crop: zero-pad each side by ``padding`` (int or
-    ``(y, x)``), then cut a ``size`` (int or ``(h, w)``) window at an
-    independent uniformly random position per image."""
+def random_crop(images: np.ndarray, size: IntPair, padding: IntPair = 0, rng: RngLike = None,
+                mode: str = "constant") -> np.ndarray:
+    """CIFAR-style random crop: pad each side by ``padding`` (int or ``(y, x)``) -- with
+    zeros (``mode='constant'``) or by mirroring the border (``'reflect'``, as
+    numpy/torch's reflect: the edge pixel is not repeated) -- then cut a ``size`` (int or
+    ``(h, w)``) window at an independent uniformly random position per image."""
     images = _batch(images, "random_crop")
+    if mode not in ("constant", "reflect"):
+        raise ValueError(f"random_crop: mode must be 'constant' or 'reflect', got {mode!r}")
     ch, cw = _pair(size, "size")
     py, px = _pair(padding, "padding")
     rng = _as_rng(rng)
@@ -213,7 +217,11 @@ def random_crop(images: np.ndarray, size: IntPair, padding: IntPair = 0, rng: Rn
     if ch < 1 or cw < 1 or ch > hp or cw > wp:
         raise ValueError(f"random_crop: crop {ch}x{cw} does not fit padded image {hp}x{wp}")
     padded = images
-    if py or px:
+    if (py or px) and mode == "reflect":
+        if py >= h or px >= w:
+            raise ValueError(f"random_crop: reflect padding {py}x{px} needs images larger than it, got {h}x{w}")
+        padded = np.pad(images, ((0, 0), (0, 0), (py, py), (px, px)), mode="reflect")
+    elif py or px:
         padded = np.zeros((n, c, hp, wp), dtype=images.dtype)
         padded[:, :, py:py + h, px:px + w] = images
     oy = rng.integers(0, hp - ch + 1, size=n)
@@ -238,6 +246,22 @@ def random_hflip(images: np.ndarray, rng: RngLike = None, p: float = 0.5) -> np.
     flip = rng.random(images.shape[0]) < p
     out = images.copy()
     out[flip] = images[flip, :, :, ::-1]
+    return out
+
+
+def alternating_flip(images: np.ndarray, epoch: int, flipped: np.ndarray) -> np.ndarray:
+    """The airbench "alternating flip": image i is mirrored left-right in epoch ``epoch`` when
+    ``flipped[i] XOR (epoch is odd)``, with ``flipped`` (N,) bool drawn once per run (e.g.
+    ``rng.random(N) < 0.5``): every image is seen both ways in consecutive epochs, instead of
+    with a fresh coin per epoch."""
+    images = _batch(images, "alternating_flip")
+    flipped = np.asarray(flipped)
+    if flipped.dtype != np.bool_ or flipped.shape != images.shape[:1]:
+        raise ValueError(f"alternating_flip: flipped must be a bool array of shape {images.shape[:1]}, "
+                         f"got {flipped.dtype} {flipped.shape}")
+    mask = flipped ^ bool(int(epoch) % 2)
+    out = images.copy()
+    out[mask] = images[mask, :, :, ::-1]
     return out
 
 

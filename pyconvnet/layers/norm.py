@@ -8,6 +8,8 @@ statistics seen so far (the Kyoto Univ. exercise: "the expected values of mu_B a
 over enough mini-batches"), counted by ``num_batches_tracked``.
 training=False uses the running statistics (eq. 38):
 ``y = gamma / sqrt(Var + eps) * x + (beta - gamma * E / sqrt(Var + eps))``.
+``scale=False`` fixes gamma to 1 (no ``weight`` parameter; only the shift ``bias`` is
+learned), as the airbench CIFAR-10 network's batch norms do.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ class _BatchNorm(Layer):
     _ndims: tuple = ()
     _layout = ""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=np.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, scale=True, dtype=np.float32):
         super().__init__()
         self.num_features = as_int(num_features, "num_features")
         if self.num_features < 1:
@@ -40,10 +42,14 @@ class _BatchNorm(Layer):
         if not isinstance(affine, (bool, np.bool_)):
             raise TypeError(f"affine: expected a bool, got {affine!r}")
         self.affine = bool(affine)
+        if not isinstance(scale, (bool, np.bool_)):
+            raise TypeError(f"scale: expected a bool, got {scale!r}")
+        self.scale = bool(scale)
         self.dtype = float_dtype(dtype)
         c = self.num_features
         if self.affine:
-            self._add_param("weight", np.ones(c, self.dtype))
+            if self.scale:
+                self._add_param("weight", np.ones(c, self.dtype))
             self._add_param("bias", np.zeros(c, self.dtype))
         self._buffers["running_mean"] = np.zeros(c, self.dtype)
         self._buffers["running_var"] = np.ones(c, self.dtype)
@@ -51,7 +57,7 @@ class _BatchNorm(Layer):
 
     def _args(self):
         return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum, affine=self.affine,
-                    dtype=self.dtype.name)
+                    scale=self.scale, dtype=self.dtype.name)
 
     def forward(self, x, training=False):
         x = self._input(x)
@@ -91,7 +97,8 @@ class _BatchNorm(Layer):
             gb = grad_y.sum(axis=axes)
             gw = (grad_y * (x - mean.reshape(bshape))).sum(axis=axes) * invstd
         if self.affine:
-            self._set_grad("weight", gw)
+            if self.scale:
+                self._set_grad("weight", gw)
             self._set_grad("bias", gb)
         return gx
 

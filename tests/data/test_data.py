@@ -635,3 +635,25 @@ def test_real_mnist(monkeypatch):
     assert np.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     for name, path in ds.files.items():
         assert sha256_of_file(path) == D.SHA256["mnist"][name]
+
+
+def test_reflect_crop_and_alternating_flip():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
+    # a crop at offset (dy, dx) of the reflect-padded image: check against np.pad per image
+    out = D.random_crop(x, 8, 2, np.random.default_rng(5), mode="reflect")
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
+    for i in range(len(x)):
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if np.array_equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        assert hits, f"image {i}: not a window of its reflect-padded copy"
+    with pytest.raises(ValueError, match="mode"):
+        D.random_crop(x, 8, 2, 0, mode="wrap")
+    flipped = np.array([True, False, True, False, False, True])
+    e0, e1 = D.alternating_flip(x, 0, flipped), D.alternating_flip(x, 1, flipped)
+    for i in range(len(x)):
+        np.testing.assert_array_equal(e0[i], x[i, :, :, ::-1] if flipped[i] else x[i])
+        np.testing.assert_array_equal(e1[i], x[i] if flipped[i] else x[i, :, :, ::-1])  # the other way round
+    np.testing.assert_array_equal(D.alternating_flip(x, 2, flipped), e0)
+    with pytest.raises(ValueError, match="flipped"):
+        D.alternating_flip(x, 0, flipped[:3])

@@ -58,6 +58,7 @@ GRAD_CASES = {
     "bn1d_3d_train": (lambda: L.BatchNorm1d(3, dtype=F64), (4, 3, 5)),
     "bn2d_train": (lambda: L.BatchNorm2d(3, dtype=F64), (3, 3, 4, 4)),
     "bn2d_noaffine": (lambda: L.BatchNorm2d(2, affine=False, dtype=F64), (2, 2, 3, 3)),
+    "bn2d_noscale": (lambda: L.BatchNorm2d(3, scale=False, dtype=F64), (3, 3, 4, 4)),
     "sigmoid": (lambda: L.Sigmoid(), (3, 7)),
     "tanh": (lambda: L.Tanh(), (3, 7)),
     "softmax": (lambda: L.Softmax(), (3, 5)),

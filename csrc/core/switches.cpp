@@ -5,8 +5,8 @@
 namespace pcn {
 
 namespace detail {
-std::atomic<bool> g_switch[int(Switch::count)] = {true, true, true};
-std::atomic<long long> g_calls[int(Switch::count)] = {0, 0, 0};
+std::atomic<bool> g_switch[int(Switch::count)] = {true, true, true, true};
+std::atomic<long long> g_calls[int(Switch::count)] = {0, 0, 0, 0};
 }  // namespace detail
 
 namespace {
@@ -16,6 +16,7 @@ const SwitchInfo kSwitches[int(Switch::count)] = {
     {"direct_conv", avx512},
     {"sigmoid_avx512", avx512},
     {"dropout_avx512", avx512_bw_vl},
+    {"gelu_avx512", avx512},
 };
 }  // namespace
 

@@ -292,9 +292,13 @@ def _emit(b, layer, name, x, sample):
         if len(outs) == 1:
             return vals[outs[0]], smp[outs[0]]
         return [vals[o] for o in outs], [smp[o] for o in outs]
-    y = layer.forward(sample, training=False)
-    layer.clear_cache()
     cls = type(layer)
+    try:
+        y = layer.forward(sample, training=False)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"export: layer {name!r} ({cls.__name__}) rejects its input, shape (N, "
+                         f"{', '.join(str(d) for d in np.shape(sample)[1:])}) from input_shape: {e}") from None
+    layer.clear_cache()
     if layer.multi_input:
         fn = _MULTI.get(cls)
         if fn is None:

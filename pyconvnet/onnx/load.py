@@ -66,6 +66,7 @@ class _Importer:
         self.rng = np.random.default_rng(0)
         self.skip = set()
         self.declared_batch = None
+        self.made = {}  # graph node -> (layer, its _Dyn inputs): for fusions with the producer
 
     # ------------------------------------------------------------ errors and names
     def fail(self, node, msg):
@@ -83,11 +84,23 @@ class _Importer:
         return name
 
     def node_name(self, node, weight=None):
-        """Layers with weights are named after them (torch's "conv1.weight" -> "conv1"), others after the node."""
+        """Layers with weights are named after them (torch's "conv1.weight" -> "conv1"); other nodes after
+        the innermost module scope the TorchScript exporter writes ("/layer1/layer1.0/Relu" ->
+        "layer1_0_relu"; a folded conv -> "layer1_0_conv1"), else after the node name."""
         if weight:
             stem = weight[:-len(".weight")] if weight.endswith(".weight") else None
             if stem and "::" not in stem:
                 return self.unique(stem)
+        parts = node.name.strip("/").split("/")
+        if node.name.startswith("/") and len(parts) >= 2:
+            scope = []  # "/layers/layers.0/conv1/Conv": the scopes repeat their parent's prefix
+            for c in parts[:-1]:
+                if scope and c.startswith(scope[-1] + "."):
+                    scope[-1] = c
+                else:
+                    scope.append(c)
+            stem = "_".join(scope)
+            return self.unique(stem if weight else f"{stem}_{node.op.lower()}")
         return self.unique(node.name.lstrip("/") or node.op.lower())
 
     # ------------------------------------------------------------ values
@@ -132,6 +145,7 @@ class _Importer:
         except (ValueError, TypeError) as e:
             self.fail(node, f"the {type(layer).__name__} built for it rejects its input: {e}")
         layer.clear_cache()
+        self.made[name] = (layer, list(inputs))
         v = _Dyn(name, y)
         if out is not None:
             self.values[out] = v
@@ -326,6 +340,15 @@ def _conv(imp, n):
     d = _ints2(imp, n, "dilations", (1, 1))
     group = int(imp.attr(n, "group", 1))
     t, bt, l, r = _pads2d(imp, n, x, k, s, d)
+    # a zero Pad feeding only this Conv (TorchScript writes F.pad + conv so) becomes the conv's own padding
+    src = imp.made.get(x.ref)
+    if src is not None and isinstance(src[0], L.Pad2d) and src[0].mode == "constant" and src[0].value == 0.0 \
+            and min(src[0].padding) >= 0 and imp.unused_elsewhere(n.inputs[0]):
+        pl, pr, pt, pb = src[0].padding
+        t, bt, l, r = t + pt, bt + pb, l + pl, r + pr
+        del imp.graph._nodes[x.ref]
+        imp.graph._order = None
+        x = src[1][0]
     padding = (t, l) if (t, l) == (bt, r) else (t, bt, l, r)
     cin = w.shape[1] * group
     layer = L.Conv2d(cin, w.shape[0], k, stride=s, padding=padding, dilation=d, groups=group, bias=b is not None,

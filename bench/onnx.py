@@ -145,10 +145,10 @@ def main(argv=None):
         for batch in args.batch_sizes:
             x = rng.random((batch, 3, 32, 32)).astype(np.float32)
             xt = torch.from_numpy(x)
-            fns = {"ours": lambda: ours.forward(x, training=False),
-                   "onnxruntime": lambda: sess.run(None, {"x": x})[0]}
+            fns = {"ours": lambda x=x: ours.forward(x, training=False),
+                   "onnxruntime": lambda x=x, sess=sess: sess.run(None, {"x": x})[0]}
 
-            def torch_fn():
+            def torch_fn(xt=xt):
                 with torch.no_grad():
                     return net(xt).numpy()
 
@@ -205,10 +205,10 @@ def markdown(res):
         c = r["contenders"]
         t = {k: (v["time"]["median_s"] if "time" in v else None) for k, v in c.items()}
 
-        def ms(k):
+        def ms(k, t=t, c=c):
             return f"{t[k] * 1e3:.3g}" if t[k] else c[k].get("status", "—")
 
-        def ratio(k):
+        def ratio(k, t=t):
             return f"{t[k] / t['ours']:.2f}×" if t[k] and t["ours"] else "—"
 
         lines.append(f"| {r['batch']} | {r['threads']} | {ms('ours')} | {ms('onnxruntime')} | {ms('torch')} | "

@@ -36,6 +36,6 @@ from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_m
 
 __all__ += [
     "gelu", "gelu_backward", "erf", "erf_backward", "hardtanh", "hardtanh_backward", "log_softmax",
-    "log_softmax_backward", "pad", "pad_backward", "pad_output_size", "adaptive_avg_pool2d",
+    "log_softmax_backward", "pad", "pad_backward", "pad_output_size", "PAD_MODES", "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
 ]

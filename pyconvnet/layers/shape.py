@@ -360,7 +360,7 @@ class Reshape(Layer):
     def forward(self, x, training=False):
         x = self._input(x)
         if x.ndim < 1:
-            raise ValueError(f"x: expected a batch (N, ...), got a scalar")
+            raise ValueError("x: expected a batch (N, ...), got a scalar")
         known = math.prod(v for v in self.shape if v != -1)
         rest = math.prod(x.shape[1:])
         if (-1 in self.shape and (known == 0 or rest % known)) or (-1 not in self.shape and known != rest):

@@ -108,6 +108,10 @@ def test_gelu_expansions_are_fused(tmp_path):
     gelus = [l.approximate for _, l in g._children() if isinstance(l, L.GELU)]
     assert sorted(gelus) == ["none", "tanh"]
     assert not any(isinstance(l, (L.Erf, L.Tanh, L.Elementwise)) for _, l in g._children())
+    # the asymmetric zero F.pad before conv2 became the convolution's own (top, bottom, left, right) padding
+    pads = [l for _, l in g._children() if isinstance(l, L.Pad2d)]
+    assert [p.mode for p in pads] == ["reflect"]
+    assert g["conv2"].padding == (1, 0, 0, 1)
 
 
 def test_names_follow_torch_weights(tmp_path):

@@ -296,6 +296,11 @@ class _Importer:
 
 
 # ====================================================================== converters
+def _nshape(x):
+    """A computed tensor's shape as the user reads it: (N, C, H, W) with N the batch."""
+    return "(N, " + ", ".join(str(d) for d in x.sample.shape[1:]) + ")"
+
+
 def _pads2d(imp, n, x, kernel, strides, dilations):
     """ONNX pads/auto_pad of a 2-D window op as (top, bottom, left, right) for the input sample x."""
     auto = imp.attr(n, "auto_pad", b"NOTSET")
@@ -453,7 +458,7 @@ def _matmul(imp, n):
 def _pool(imp, n):
     x = imp.dyn(n)
     if x.sample.ndim != 4:
-        imp.fail(n, f"only 2-D pooling of (N, C, H, W) is supported, got an input of shape (N, {x.sample.shape[1:]})")
+        imp.fail(n, f"only 2-D pooling of (N, C, H, W) is supported, got an input of shape {_nshape(x)}")
     k = _ints2(imp, n, "kernel_shape", ())
     s = _ints2(imp, n, "strides", (1, 1))
     d = _ints2(imp, n, "dilations", (1, 1))
@@ -482,7 +487,7 @@ def _pool(imp, n):
 def _global_pool(imp, n):
     x = imp.dyn(n)
     if x.sample.ndim != 4:
-        imp.fail(n, f"only (N, C, H, W) inputs are supported, got (N, {x.sample.shape[1:]})")
+        imp.fail(n, f"only (N, C, H, W) inputs are supported, got {_nshape(x)}")
     imp.add(n, L.GlobalAvgPool2d() if n.op == "GlobalAveragePool" else L.GlobalMaxPool2d(), [x], n.outputs[0])
 
 
@@ -556,7 +561,7 @@ def _flatten(imp, n):
         imp.add(n, L.Flatten(), [x], n.outputs[0])
         return
     if math.prod(x.sample.shape[1:axis]) != 1:
-        imp.fail(n, f"Flatten(axis={axis}) of (N, {x.sample.shape[1:]}) merges the batch with other dimensions")
+        imp.fail(n, f"Flatten(axis={axis}) of {_nshape(x)} merges the batch with other dimensions")
     imp.add(n, L.Reshape((math.prod(x.sample.shape[axis:]),)), [x], n.outputs[0])
 
 
@@ -614,7 +619,7 @@ def _squeeze_like(imp, n):
     if n.op == "Squeeze":
         axes = [a % len(shape) for a in axes] if axes is not None else [i for i, v in enumerate(shape) if v == 1 and i]
         if 0 in axes or any(shape[a] != 1 for a in axes):
-            imp.fail(n, f"cannot squeeze axes {axes} of (N, {tuple(shape[1:])})")
+            imp.fail(n, f"cannot squeeze axes {axes} of {_nshape(x)}")
         rest = [v for i, v in enumerate(shape) if i not in axes][1:]
     else:
         if axes is None:
@@ -707,7 +712,7 @@ def _source_index(mode, nearest, out, size, scale):
 def _resize(imp, n):
     x = imp.dyn(n)
     if x.sample.ndim != 4:
-        imp.fail(n, f"only (N, C, H, W) inputs are supported, got (N, {x.sample.shape[1:]})")
+        imp.fail(n, f"only (N, C, H, W) inputs are supported, got {_nshape(x)}")
 
     def text(key, default):
         v = imp.attr(n, key, default)
@@ -770,11 +775,34 @@ def _resize(imp, n):
 
 
 def _depth_to_space(imp, n):
+    x = imp.dyn(n)
     mode = imp.attr(n, "mode", b"DCR")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "CRD":
-        imp.fail(n, f"mode {mode!r} is not supported (only 'CRD', torch's PixelShuffle)")
-    imp.add(n, L.PixelShuffle(int(imp.attr(n, "blocksize"))), [imp.dyn(n)], n.outputs[0])
+    r = int(imp.attr(n, "blocksize"))
+    if mode not in ("CRD", "DCR"):
+        imp.fail(n, f"mode {mode!r} is not supported (CRD: torch's PixelShuffle, DCR)")
+    if x.sample.ndim != 4 or x.sample.shape[1] % (r * r):
+        imp.fail(n, f"expected (N, C*{r * r}, H, W), got {_nshape(x)}")
+    if mode == "CRD":
+        imp.add(n, L.PixelShuffle(r), [x], n.outputs[0])
+        return
+    # DCR (TensorFlow's order): channel (i*r + j)*C + c -> the spec's reshape / transpose / reshape
+    _, crr, h, w = x.sample.shape
+    c = crr // (r * r)
+    base = n.name.lstrip("/") or "depth_to_space"
+    y = imp.add(n, L.Reshape((r, r, c, h, w)), [x], None, imp.unique(base + "_split"))
+    y = imp.add(n, L.Transpose((0, 3, 4, 1, 5, 2)), [y], None, imp.unique(base + "_perm"))
+    imp.add(n, L.Reshape((c, h * r, w * r)), [y], n.outputs[0], imp.unique(base))
+
+
+def _sum(imp, n):
+    xs = [imp.dyn(n, i) for i in range(len(n.inputs))]
+    if len(xs) == 1:
+        imp.values[n.outputs[0]] = xs[0]
+    elif all(v.sample.shape == xs[0].sample.shape for v in xs):
+        imp.add(n, L.Add(), xs, n.outputs[0])
+    else:
+        imp.fail(n, "Sum of tensors of different shapes (broadcasting) is not supported")
 
 
 def _dropout(imp, n):
@@ -812,7 +840,7 @@ def _pad(imp, n):
     for k, a in enumerate(axes):
         begin[a], end[a] = pads[k], pads[k + len(axes)]
     if nd < 3 or any(begin[a] or end[a] for a in range(nd - 2)):
-        imp.fail(n, f"pads {pads} pad other than the last two dimensions of (N, {x.sample.shape[1:]}); only "
+        imp.fail(n, f"pads {pads} pad other than the last two dimensions of {_nshape(x)}; only "
                     f"spatial padding is supported")
     v = 0.0 if value is None or value.size == 0 else float(value.reshape(-1)[0])
     p = (begin[-1], end[-1], begin[-2], end[-2])
@@ -878,6 +906,7 @@ CONVERTERS = {
     "Resize": _resize,
     "Upsample": _resize,
     "DepthToSpace": _depth_to_space,
+    "Sum": _sum,
     "Dropout": _dropout,
     "Identity": _identity,
     "Pad": _pad,

@@ -97,6 +97,9 @@ CASES = {
                            nearest_mode="floor")], (2, 3, 4),
                      {"b": np.array([0], np.int64), "e": np.array([2], np.int64), "hw": np.array([7, 5], np.int64)}),
     "depth_to_space_crd": ([node("DepthToSpace", ["x"], blocksize=2, mode="CRD")], (8, 3, 2), {}),
+    "depth_to_space_dcr": ([node("DepthToSpace", ["x"], blocksize=2, mode="DCR")], (8, 3, 2), {}),
+    "sum_three": ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sigmoid", ["x"], ["s"]),
+                   node("Sum", ["x", "r", "s"])], (3, 4), {}),
     "dropout_identity": ([helper.make_node("Dropout", ["x", "r"], ["t"]), node("Identity", ["t"])], (3, 4),
                          {"r": np.float32(0.3)}),
     "pad_reflect": ([node("Pad", ["x", "p"], mode="reflect")], (2, 4, 5),
@@ -156,7 +159,8 @@ def test_matmul_add_is_one_linear(tmp_path):
 
 
 UNSUPPORTED = {
-    "depth_to_space_dcr": ([node("DepthToSpace", ["x"], blocksize=2, mode="DCR")], (8, 3, 2), {}, "mode 'DCR'"),
+    "depth_to_space_bad_channels": ([node("DepthToSpace", ["x"], blocksize=2, mode="CRD")], (6, 3, 2), {},
+                                    r"expected \(N, C\*4, H, W\), got \(N, 6, 3, 2\)"),
     "resize_linear": ([node("Resize", ["x", "", "sc"], mode="linear")], (2, 3, 4),
                       {"sc": np.array([1, 1, 2, 2], np.float32)}, "mode 'linear'"),
     "conv_weight_computed": ([helper.make_node("Relu", ["x"], ["r"]), node("Conv", ["x", "r"])], (2, 3, 3), {},

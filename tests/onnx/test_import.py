@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-torch = pytest.importorskip("torch")
-
-import torch_nets as T  # noqa: E402
 
 from pyconvnet import layers as L  # noqa: E402
 from pyconvnet import losses, optim  # noqa: E402
@@ -23,6 +20,15 @@ from pyconvnet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from pyconvnet.training import fit  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "onnx")
+# the networks of torch_nets.py (the fixtures need no torch: their torch outputs are stored beside them)
+NETS = sorted({f.split("_dynamo")[0] for f in os.listdir(FIXTURES) if f.endswith(".onnx")})
+
+
+def _torch_nets():
+    pytest.importorskip("torch")
+    import torch_nets
+
+    return torch_nets
 TOL = 1e-5  # of the output's largest magnitude: float32 rounding through a few layers
 
 
@@ -41,6 +47,8 @@ def assert_matches(got, want, what):
 
 
 def torch_out(m, x):
+    import torch
+
     with torch.no_grad():
         return m(torch.from_numpy(x)).numpy()
 
@@ -62,8 +70,9 @@ def _labels(y):
     return np.argmax(y, axis=1) if y.ndim == 2 else y * 0.5
 
 
-@pytest.mark.parametrize("name", sorted(T.NETS))
+@pytest.mark.parametrize("name", NETS)
 def test_torchscript_export_loads_and_matches(name, tmp_path):
+    T = _torch_nets()
     m, shape = T.build(name)
     opset = 13 if name in ("lenet", "resnet", "gelu_head") else 17
     path = T.export(m, shape, str(tmp_path / f"{name}.onnx"), dynamo=False, opset=opset)
@@ -76,7 +85,7 @@ def test_torchscript_export_loads_and_matches(name, tmp_path):
     fine_tune_and_save(g, x, _labels(want), tmp_path, name)
 
 
-@pytest.mark.parametrize("name", sorted(T.NETS))
+@pytest.mark.parametrize("name", NETS)
 @pytest.mark.parametrize("opset", [18, 20])
 def test_dynamo_fixtures_load_and_match(name, opset, tmp_path):
     """The dynamo exporter's files (external weight data, opset 18 / 20, Gelu as one op at 20)."""
@@ -91,6 +100,7 @@ def test_dynamo_fixtures_load_and_match(name, opset, tmp_path):
 
 def test_dynamo_export_live(tmp_path):
     """One network through the dynamo exporter of the installed torch (slow: ~5 s of torch.export)."""
+    T = _torch_nets()
     pytest.importorskip("onnxscript")
     m, shape = T.build("gelu_head", seed=3)
     path = T.export(m, shape, str(tmp_path / "gelu_head.onnx"), dynamo=True, opset=18)
@@ -103,6 +113,7 @@ def test_dynamo_export_live(tmp_path):
 
 def test_gelu_expansions_are_fused(tmp_path):
     """The TorchScript exporter writes both GELU forms as Erf / Tanh expansions: each becomes one GELU."""
+    T = _torch_nets()
     m, shape = T.build("gelu_head")
     g = pox.load(T.export(m, shape, str(tmp_path / "g.onnx"), dynamo=False, opset=17))
     gelus = [l.approximate for _, l in g._children() if isinstance(l, L.GELU)]
@@ -115,6 +126,7 @@ def test_gelu_expansions_are_fused(tmp_path):
 
 
 def test_names_follow_torch_weights(tmp_path):
+    T = _torch_nets()
     m, shape = T.build("lenet")
     g = pox.load(T.export(m, shape, str(tmp_path / "l.onnx"), dynamo=False, opset=17))
     assert {"conv1.weight", "conv2.bias", "fc1.weight", "fc2.bias"} <= set(g.params)
@@ -122,6 +134,7 @@ def test_names_follow_torch_weights(tmp_path):
 
 
 def test_float64_import(tmp_path):
+    T = _torch_nets()
     m, shape = T.build("resnet")
     g = pox.load(T.export(m, shape, str(tmp_path / "r.onnx"), dynamo=False, opset=17), dtype=np.float64)
     x = np.random.default_rng(0).random((2,) + shape)

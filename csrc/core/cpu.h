@@ -22,4 +22,14 @@ inline bool cpu_has_avx512(bool bw_vl = false) {
 #endif
 }
 
+// Whether this CPU runs AVX2 + FMA copies (x86-64 since Haswell / Zen). Checked once per process.
+inline bool cpu_has_avx2_fma() {
+#ifdef PCN_X86_64
+    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return ok;
+#else
+    return false;
+#endif
+}
+
 }  // namespace pcn

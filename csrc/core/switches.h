@@ -8,7 +8,7 @@
 
 namespace pcn {
 
-enum class Switch : int { direct_conv, sigmoid_avx512, dropout_avx512, gelu_avx512, count };
+enum class Switch : int { direct_conv, sigmoid_avx512, dropout_avx512, gelu_avx512, gelu_avx2, count };
 
 struct SwitchInfo {
     const char* name;

@@ -182,26 +182,49 @@ template <bool kFloor>
     }
 }
 
-// AVX-512 copies (16 lanes, FMA, vector floor), picked at run time as the sigmoid's;
-// Switch::gelu_avx512 turns them off so the tests can compare the two.
+// ISA copies of the same bodies, picked at run time (the wheel stays portable): AVX-512 (16 lanes)
+// where the CPU has it, else AVX2 + FMA (8 lanes), else the SSE2 loop (4 lanes, no FMA, ~2.5x
+// slower). Switch::gelu_avx512 / gelu_avx2 turn them off, so the tests compare each with the portable
+// loop; results may differ in the last bits (FMA contraction), never more.
 #ifdef PCN_X86_64
-#define PCN_AVX512 __attribute__((target("avx512f,fma")))
-PCN_AVX512 void erf_span_avx512(const float* x, float* y, index_t s, index_t e) { erf_body<true>(x, y, s, e); }
-PCN_AVX512 void erf_grad_span_avx512(const float* gy, const float* x, float* gx, index_t s, index_t e) {
-    erf_grad_body<true>(gy, x, gx, s, e);
+#define PCN_COPIES(SUFFIX, TARGET)                                                                          \
+    __attribute__((target(TARGET))) void erf_span_##SUFFIX(const float* x, float* y, index_t s, index_t e) { \
+        erf_body<true>(x, y, s, e);                                                                         \
+    }                                                                                                       \
+    __attribute__((target(TARGET))) void erf_grad_span_##SUFFIX(const float* gy, const float* x, float* gx,  \
+                                                                index_t s, index_t e) {                     \
+        erf_grad_body<true>(gy, x, gx, s, e);                                                               \
+    }                                                                                                       \
+    __attribute__((target(TARGET))) void gelu_span_##SUFFIX(const float* x, float* y, index_t s, index_t e,  \
+                                                            bool t) {                                       \
+        gelu_body<true>(x, y, s, e, t);                                                                     \
+    }                                                                                                       \
+    __attribute__((target(TARGET))) void gelu_grad_span_##SUFFIX(const float* gy, const float* x, float* gx, \
+                                                                 index_t s, index_t e, bool t) {            \
+        gelu_grad_body<true>(gy, x, gx, s, e, t);                                                           \
+    }
+PCN_COPIES(avx512, "avx512f,fma")
+PCN_COPIES(avx2, "avx2,fma")
+#undef PCN_COPIES
+
+enum class Isa { portable, avx2, avx512 };
+inline Isa pick_isa() {
+    if (switch_on(Switch::gelu_avx512)) {
+        count_call(Switch::gelu_avx512);
+        return Isa::avx512;
+    }
+    if (switch_on(Switch::gelu_avx2)) {
+        count_call(Switch::gelu_avx2);
+        return Isa::avx2;
+    }
+    return Isa::portable;
 }
-PCN_AVX512 void gelu_span_avx512(const float* x, float* y, index_t s, index_t e, bool t) {
-    gelu_body<true>(x, y, s, e, t);
-}
-PCN_AVX512 void gelu_grad_span_avx512(const float* gy, const float* x, float* gx, index_t s, index_t e, bool t) {
-    gelu_grad_body<true>(gy, x, gx, s, e, t);
-}
-#undef PCN_AVX512
-inline bool use_avx512() {
-    if (!switch_on(Switch::gelu_avx512)) return false;
-    count_call(Switch::gelu_avx512);
-    return true;
-}
+#define PCN_DISPATCH(NAME, ...)                                                                              \
+    switch (pick_isa()) {                                                                                    \
+        case Isa::avx512: return chunked(n, 4, [=](index_t s, index_t e) { NAME##_avx512(__VA_ARGS__); });   \
+        case Isa::avx2: return chunked(n, 4, [=](index_t s, index_t e) { NAME##_avx2(__VA_ARGS__); });       \
+        default: break;                                                                                      \
+    }
 #endif
 
 }  // namespace
@@ -209,7 +232,7 @@ inline bool use_avx512() {
 template <>
 void erf_forward<float>(const float* x, float* y, index_t n) {
 #ifdef PCN_X86_64
-    if (use_avx512()) return chunked(n, 4, [=](index_t s, index_t e) { erf_span_avx512(x, y, s, e); });
+    PCN_DISPATCH(erf_span, x, y, s, e)
 #endif
     chunked(n, 4, [=](index_t s, index_t e) { erf_body<false>(x, y, s, e); });
 }
@@ -222,7 +245,7 @@ void erf_forward<double>(const double* __restrict x, double* __restrict y, index
 template <>
 void erf_backward<float>(const float* gy, const float* x, float* gx, index_t n) {
 #ifdef PCN_X86_64
-    if (use_avx512()) return chunked(n, 4, [=](index_t s, index_t e) { erf_grad_span_avx512(gy, x, gx, s, e); });
+    PCN_DISPATCH(erf_grad_span, gy, x, gx, s, e)
 #endif
     chunked(n, 4, [=](index_t s, index_t e) { erf_grad_body<false>(gy, x, gx, s, e); });
 }
@@ -236,16 +259,14 @@ void erf_backward<double>(const double* __restrict gy, const double* __restrict 
 template <>
 void gelu_forward<float>(const float* x, float* y, index_t n, bool tanh_approx) {
 #ifdef PCN_X86_64
-    if (use_avx512())
-        return chunked(n, 4, [=](index_t s, index_t e) { gelu_span_avx512(x, y, s, e, tanh_approx); });
+    PCN_DISPATCH(gelu_span, x, y, s, e, tanh_approx)
 #endif
     chunked(n, 4, [=](index_t s, index_t e) { gelu_body<false>(x, y, s, e, tanh_approx); });
 }
 template <>
 void gelu_backward<float>(const float* gy, const float* x, float* gx, index_t n, bool tanh_approx) {
 #ifdef PCN_X86_64
-    if (use_avx512())
-        return chunked(n, 4, [=](index_t s, index_t e) { gelu_grad_span_avx512(gy, x, gx, s, e, tanh_approx); });
+    PCN_DISPATCH(gelu_grad_span, gy, x, gx, s, e, tanh_approx)
 #endif
     chunked(n, 4, [=](index_t s, index_t e) { gelu_grad_body<false>(gy, x, gx, s, e, tanh_approx); });
 }

@@ -8,7 +8,8 @@ namespace pcn {
 
 // y = erf(x). float: a branch-free approximation (both pieces computed, one
 // selected), max abs error ~1e-7 over all x; double: std::erf. NaN propagates,
-// erf(+-inf) = +-1.
+// erf(+-inf) = +-1. float runs an AVX-512 or AVX2+FMA copy where the CPU has one
+// (Switch::gelu_avx512 / gelu_avx2).
 template <typename T>
 void erf_forward(const T* x, T* y, index_t n);
 // gx = gy * 2/sqrt(pi) * exp(-x^2)

@@ -22,11 +22,21 @@ APPROX = ("none", "tanh")
 ERF_MAX_ABS = 2e-7  # the kernel's promise for float32 (measured ~1.2e-7)
 
 
-@pytest.fixture(params=[True, False], ids=["avx512", "portable"])
+ISAS = {"avx512": (True, True), "avx2": (False, True), "portable": (False, False)}  # (gelu_avx512, gelu_avx2)
+
+
+def _set_isa(name):
+    a512, a2 = ISAS[name]
+    return _core._set_switch("gelu_avx512", a512), _core._set_switch("gelu_avx2", a2)
+
+
+@pytest.fixture(params=sorted(ISAS))
 def avx512(request):
-    prev = _core._set_switch("gelu_avx512", request.param)
+    """Each ISA copy of the kernels (one the CPU lacks falls back to the next: its run repeats that one)."""
+    prev = _set_isa(request.param)
     yield request.param
-    _core._set_switch("gelu_avx512", prev)
+    _core._set_switch("gelu_avx512", prev[0])
+    _core._set_switch("gelu_avx2", prev[1])
 
 
 def test_float_erf_against_math_erf_everywhere(avx512):
@@ -72,18 +82,24 @@ def test_gelu_float32_accuracy_and_negative_tail(approximate, avx512):
     assert np.max(np.abs(gg - gw)) < 1e-6
 
 
-def test_avx512_and_portable_agree():
+def test_isa_copies_agree_with_the_portable_loop():
     x = np.random.default_rng(0).standard_normal(100_003).astype(F32) * 4
-    outs = []
-    for on in (True, False):
-        prev = _core._set_switch("gelu_avx512", on)
+    outs = {}
+    supported = {name: _core._switches()[f"gelu_{name}"][1] for name in ("avx512", "avx2")}
+    for isa in ISAS:
+        prev = _set_isa(isa)
+        calls = {k: _core._calls(f"gelu_{k}") for k in ("avx512", "avx2")}
         try:
-            outs.append([F.gelu(x), F.gelu(x, "tanh"), F.erf(x), F.gelu_backward(x, x), F.gelu_backward(x, x, "tanh"),
-                         F.erf_backward(x, x)])
+            outs[isa] = [F.gelu(x), F.gelu(x, "tanh"), F.erf(x), F.gelu_backward(x, x), F.gelu_backward(x, x, "tanh"),
+                         F.erf_backward(x, x)]
         finally:
-            _core._set_switch("gelu_avx512", prev)
-    for a, b in zip(*outs):
-        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+            _core._set_switch("gelu_avx512", prev[0])
+            _core._set_switch("gelu_avx2", prev[1])
+        if isa != "portable" and supported[isa]:  # the copy asked for really ran
+            assert _core._calls(f"gelu_{isa}") == calls[isa] + 6
+    for isa in ("avx512", "avx2"):
+        for a, b in zip(outs[isa], outs["portable"]):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7, err_msg=isa)
 
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), dtype=dtypes, seed=seeds,

@@ -199,3 +199,15 @@ def test_bad_input_shape(tmp_path):
         pox.export(models.lenet5(), tmp_path / "m.onnx", (3, 28, 28))  # the model rejects it
     with pytest.raises(TypeError, match="model"):
         pox.export("lenet5", tmp_path / "m.onnx", (1, 28, 28))
+
+
+@pytest.mark.parametrize("layer", [L.MaxPool2d(2, ceil_mode=True), L.MaxPool2d(3, 2, 1, ceil_mode=True),
+                                   L.AvgPool2d(3, 2, 1, ceil_mode=True), L.AvgPool2d(2, ceil_mode=True,
+                                                                                      count_include_pad=False),
+                                   L.MaxPool2d((3, 2), (2, 1), (1, 0), dilation=(1, 2))],
+                         ids=["max_ceil", "max_pad_ceil", "avg_pad_ceil", "avg_ceil_exclude", "max_dilation"])
+def test_pools_with_ceil_mode_and_dilation(layer, tmp_path):
+    m = L.Sequential(layer)
+    path = pox.export(m, tmp_path / "p.onnx", (2, 7, 9))
+    x = np.random.default_rng(3).standard_normal((2, 2, 7, 9)).astype(np.float32)
+    assert_close(run_ort(path, x)[0], m.forward(x), type(layer).__name__)

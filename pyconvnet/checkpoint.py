@@ -4,6 +4,9 @@ No pickle anywhere: the config and metadata are JSON stored as a uint8 array,
 tensors are plain arrays, and loading uses ``allow_pickle=False``. Files are
 written to a temporary name in the same folder, flushed to disk and renamed,
 so a crash never leaves a truncated checkpoint under the real name.
+
+``save_safetensors`` / ``load_safetensors``: the weights alone in the safetensors format,
+under the names torch gives the equivalent module (the format code is ``_safetensors``).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from .layers import layer_from_config
 
-__all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "save_safetensors", "load_safetensors"]
 
 FORMAT = "pyconvnet-checkpoint-1"
 
@@ -112,3 +115,81 @@ def load_checkpoint(path):
     opt_state = {k[6:]: v for k, v in files.items() if k.startswith("optim/")}
     opt_name = text("__optimizer__") if "__optimizer__" in files else None
     return Checkpoint(model, opt_name, opt_state, meta, config)
+
+
+# ----------------------------------------------------------------------------- safetensors
+SAFETENSORS_FORMAT = "pyconvnet-safetensors-1"
+
+
+def _torch_names(model):
+    """our state_dict name -> the name torch gives the same tensor: an unnamed Sequential's
+    children are '0', '1', ... (torch's nn.Sequential), named ones and Graph nodes keep their names."""
+    from .layers import Sequential
+
+    out = {}
+
+    def walk(layer, ours, theirs):
+        for k in list(layer._params) + list(layer._buffers):
+            out[ours + k] = theirs + k
+        unnamed = isinstance(layer, Sequential) and layer._names is None
+        for name, child in layer._children():
+            walk(child, f"{ours}{name}.", f"{theirs}{name[len('layers.'):] if unnamed else name}.")
+
+    walk(model, "", "")
+    return out
+
+
+def save_safetensors(model, path, metadata=None):
+    """Writes the model's parameters and buffers to ``path`` in the safetensors format, under the
+    names torch gives the equivalent module (``0.weight``, ``1.running_mean``, ...; a Graph's node
+    names; BatchNorm's ``num_batches_tracked`` included), so ``safetensors.torch.load_file`` +
+    ``load_state_dict`` fills that module. The ``__metadata__`` holds our config (JSON) and
+    ``metadata`` (str -> str). No pickle. Returns ``path``."""
+    from ._safetensors import write_safetensors
+
+    names = _torch_names(model)
+    state = model.state_dict()
+    tensors = {names[k]: v for k, v in state.items()}
+    meta = {"format": "pt", "pyconvnet.format": SAFETENSORS_FORMAT,
+            "pyconvnet.config": json.dumps(_to_jsonable(model.config()), sort_keys=True)}
+    if metadata:
+        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in metadata.items()):
+            raise TypeError("metadata: expected a dict of str -> str")
+        meta.update(metadata)
+    return write_safetensors(path, tensors, meta)
+
+
+def load_safetensors(model, path, strict=True):
+    """Loads the tensors of the safetensors file ``path`` into ``model`` (in place) and returns it.
+
+    Names are torch's (as :func:`save_safetensors` writes them, or as ``safetensors.torch.save_file``
+    writes ``module.state_dict()`` of the equivalent torch module); F16 / BF16 / F64 are cast to the
+    model's dtype. A BatchNorm's ``num_batches_tracked`` may be missing. ``model=None`` rebuilds the
+    model from the config in the file's metadata (files written by save_safetensors). strict=True:
+    missing or unexpected tensors are a ValueError. A file whose header lies (offsets, dtypes,
+    sizes) is a ValueError naming it, and nothing is loaded."""
+    from ._safetensors import read_safetensors
+
+    tensors, meta = read_safetensors(path)
+    if model is None:
+        if "pyconvnet.config" not in meta:
+            raise ValueError(f"{path}: the metadata holds no pyconvnet config; pass the model to load into")
+        try:
+            model = layer_from_config(meta["pyconvnet.config"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path}: the model cannot be rebuilt from the file's config ({e})") from e
+    theirs_to_ours = {t: o for o, t in _torch_names(model).items()}
+    unexpected = [k for k in tensors if k not in theirs_to_ours]
+    state = {theirs_to_ours[k]: v for k, v in tensors.items() if k in theirs_to_ours}
+    missing = [t for t, o in theirs_to_ours.items() if o not in state and not t.endswith("num_batches_tracked")]
+    if strict and (missing or unexpected):
+        parts = ([f"missing tensors {missing}"] if missing else []) + \
+                ([f"unexpected tensors {unexpected}"] if unexpected else [])
+        raise ValueError(f"{path}: {' and '.join(parts)} for {type(model).__name__} (expected "
+                         f"{list(theirs_to_ours)})")
+    try:
+        model.load_state_dict(state, strict=False)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+    return model

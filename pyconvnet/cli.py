@@ -1,4 +1,4 @@
-"""Command line: ``pyconvnet train|evaluate|predict|models`` (also ``python -m pyconvnet``)."""
+"""Command line: ``pyconvnet train|evaluate|predict|export|models`` (also ``python -m pyconvnet``)."""
 from __future__ import annotations
 
 import argparse
@@ -171,6 +171,8 @@ def _plots(out, history, model, xte, yte, classes, quiet):
 def _load(path):
     from .checkpoint import CheckpointError, load_checkpoint
 
+    if os.fspath(path).lower().endswith(".onnx"):
+        return _load_onnx(path)
     try:
         return load_checkpoint(path)
     except FileNotFoundError:
@@ -223,6 +225,90 @@ def cmd_predict(args):
     return 0
 
 
+# ----------------------------------------------------------------- models in and out (ONNX, safetensors)
+# The input shape of a data set's images, for `export` (a checkpoint's meta names its data set).
+DATASET_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _onnx_module():
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CLIError("ONNX needs the onnx package: pip install 'pyconvnet[onnx]'") from None
+    from . import onnx as pox
+
+    return pox
+
+
+def _load_onnx(path):
+    """An .onnx file as a checkpoint: the imported Graph, the metadata export stored (its data set)."""
+    from .checkpoint import Checkpoint
+
+    pox = _onnx_module()
+    try:
+        model = pox.load(path)
+        props = pox.metadata(path)
+    except FileNotFoundError:
+        raise CLIError(f"model not found: {path}") from None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    try:
+        meta = json.loads(props.get("pyconvnet.meta", "{}"))
+    except ValueError:
+        meta = {}
+    return Checkpoint(model, None, {}, meta if isinstance(meta, dict) else {}, model.config())
+
+
+def _shape_arg(text):
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 1,28,28), got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes C,H,W (e.g. 1,28,28), got {text!r}")
+    return shape
+
+
+def cmd_export(args):
+    from .checkpoint import save_safetensors
+
+    if not args.onnx and not args.safetensors:
+        raise CLIError("export: give --onnx FILE and/or --safetensors FILE")
+    ck = _load(args.checkpoint)
+    if args.onnx:
+        pox = _onnx_module()
+        shape = args.input_shape or DATASET_SHAPES.get(ck.meta.get("dataset"))
+        if shape is None:
+            raise CLIError(f"--input-shape: the checkpoint does not name a known data set "
+                           f"({ck.meta.get('dataset')!r}); give the input shape as C,H,W")
+        keep = {k: ck.meta[k] for k in ("model", "dataset", "classes", "permute_pixels") if k in ck.meta}
+        try:
+            pox.export(ck.model, args.onnx, shape, opset=args.opset, metadata={"pyconvnet.meta": json.dumps(keep)})
+        except (ValueError, TypeError) as e:
+            raise CLIError(f"--onnx: {e}") from None
+        print(f"wrote {args.onnx} (ONNX opset {args.opset}, input (N, {', '.join(map(str, shape))}))")
+    if args.safetensors:
+        save_safetensors(ck.model, args.safetensors)
+        print(f"wrote {args.safetensors} (safetensors, {len(ck.model.state_dict())} tensors)")
+    return 0
+
+
+def _add_export_parser(sub):
+    from .onnx.export import DEFAULT_OPSET
+
+    x = sub.add_parser("export", help="write a checkpoint's model as ONNX and/or safetensors",
+                       description="Write a checkpoint's model as ONNX (inference form, dynamic batch; run it with "
+                       "ONNX Runtime) and/or its weights as safetensors (torch's names).")
+    x.add_argument("checkpoint", help="a .npz checkpoint (or an .onnx model)")
+    x.add_argument("--onnx", metavar="FILE", help="ONNX file to write")
+    x.add_argument("--safetensors", metavar="FILE", help="safetensors file to write (weights and buffers)")
+    x.add_argument("--input-shape", type=_shape_arg, metavar="C,H,W",
+                   help="one input's shape without the batch (default: from the checkpoint's data set)")
+    x.add_argument("--opset", type=_int_at_least(13), default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET}; 20+ writes GELU as one op)")
+    x.set_defaults(func=cmd_export)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not a usage dump
         raise CLIError(message)
@@ -269,6 +355,7 @@ def make_parser():
     r.add_argument("--json", action="store_true")
     r.add_argument("--quiet", action="store_true", help="print only the predicted class")
     r.set_defaults(func=cmd_predict)
+    _add_export_parser(sub)
     m = sub.add_parser("models", help="list the model zoo")
     m.set_defaults(func=cmd_models)
     x = sub.add_parser("experiment", help="run a paper reproduction experiment")

@@ -4,6 +4,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/dropout.h"
+#include "kernels/gelu.h"
 
 namespace py = pybind11;
 using pcn::index_t;
@@ -92,10 +93,67 @@ void register_typed(py::module_& m) {
     m.def("dropout_backward", &dropout_backward<T>, "grad_out"_a, "mask"_a, "scale"_a);
 }
 
+// GELU / erf: the backward reads the forward INPUT x
+template <typename T>
+arr<T> gelu_forward(arr<T> x, bool tanh_approx) {
+    arr<T> y(shape_of(x));
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    const index_t n = x.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::gelu_forward<T>(xp, yp, n, tanh_approx);
+    }
+    return y;
+}
+
+template <typename T>
+arr<T> gelu_backward(arr<T> gy, arr<T> x, bool tanh_approx) {
+    check_same_shape(gy, "grad_out", x, "the forward input x");
+    arr<T> gx(shape_of(x));
+    const T *gp = gy.data(), *xp = x.data();
+    T* op = gx.mutable_data();
+    const index_t n = x.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::gelu_backward<T>(gp, xp, op, n, tanh_approx);
+    }
+    return gx;
+}
+
+template <typename T>
+arr<T> erf_backward(arr<T> gy, arr<T> x) {
+    check_same_shape(gy, "grad_out", x, "the forward input x");
+    arr<T> gx(shape_of(x));
+    const T *gp = gy.data(), *xp = x.data();
+    T* op = gx.mutable_data();
+    const index_t n = x.size();
+    {
+        py::gil_scoped_release nogil;
+        pcn::erf_backward<T>(gp, xp, op, n);
+    }
+    return gx;
+}
+
+template <typename T>
+void register_gelu_typed(py::module_& m) {
+    using namespace py::literals;
+    m.def("gelu_forward", &gelu_forward<T>, "x"_a, "tanh_approx"_a);
+    m.def("gelu_backward", &gelu_backward<T>, "grad_out"_a, "x"_a, "tanh_approx"_a);
+    m.def("erf_forward", &unary<T, pcn::erf_forward<T>>, "x"_a);
+    m.def("erf_backward", &erf_backward<T>, "grad_out"_a, "x"_a);
+}
+
+void register_gelu(py::module_& m) {
+    register_gelu_typed<double>(m);
+    register_gelu_typed<float>(m);
+}
+
 }  // namespace
 
 void register_activation(py::module_& m) {
     // float64 first: in pybind11's convert pass a float64 array must not be cast down.
     register_typed<double>(m);
     register_typed<float>(m);
+    register_gelu(m);
 }

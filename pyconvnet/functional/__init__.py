@@ -28,3 +28,14 @@ __all__ = [
     "relaxed_conv", "relaxed_conv_backward", "receptive_conv", "receptive_conv_backward", "grid_index",
     "index_to_L", "check_index", "soft_receptive_field", "soft_receptive_field_backward",
 ]
+from .activation import (erf, erf_backward, gelu, gelu_backward, hardtanh, hardtanh_backward, log_softmax,  # noqa: E402
+                         log_softmax_backward)
+from .pad import PAD_MODES, pad, pad_backward, pad_output_size  # noqa: E402
+from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d,  # noqa: E402
+                   adaptive_max_pool2d_backward)
+
+__all__ += [
+    "gelu", "gelu_backward", "erf", "erf_backward", "hardtanh", "hardtanh_backward", "log_softmax",
+    "log_softmax_backward", "pad", "pad_backward", "pad_output_size", "PAD_MODES", "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
+]

@@ -29,6 +29,9 @@ def _conv_padding(padding, kernel, stride, dilation):
                 pads += [total // 2, total - total // 2]
             return tuple(pads)
         raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        # (top, bottom, left, right): asymmetric padding (ONNX pads, TF 'SAME' with stride) without a pad pass
+        return tuple(pair((v, v), "padding", 0)[0] for v in padding)
     ph, pw = pair(padding, "padding", 0)
     return (ph, ph, pw, pw)
 
@@ -76,7 +79,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as torch).
 
     x (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in/groups, kh, kw); bias (C_out,).
-    padding: int, pair, 'valid' or 'same' (stride 1). Returns (N, C_out, OH, OW).
+    padding: int, pair, 'valid', 'same' (stride 1) or a 4-tuple (top, bottom, left, right).
+    Returns (N, C_out, OH, OW).
     """
     x, weight, bias, unb, stride, pad, dilation, groups = _check_conv(x, weight, bias, stride, padding, dilation, groups)
     y = _core.conv2d_forward(x, weight, bias, stride, pad, dilation, groups)

@@ -1,4 +1,4 @@
-"""Pooling: max_pool2d (with argmax indices) and avg_pool2d, each with its backward."""
+"""Pooling: max_pool2d (with argmax indices), avg_pool2d and their adaptive (global) forms, each with its backward."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import numpy as np
 from .. import _core
 from .._args import as_int, batched, float_array, pair
 
-__all__ = ["pool2d_output_size", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__ = ["pool2d_output_size", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward"]
 
 
 def pool2d_output_size(in_size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -99,3 +100,100 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
     full = (1,) + shape if unb else shape
     gx = _core.avg_pool2d_backward(grad_out.reshape(full[:2] + out), full, k, s, p, ceil_mode, bool(count_include_pad))
     return gx[0] if unb else gx
+
+
+# ----------------------------------------------------------------- adaptive (global) pooling
+def _adaptive_size(output_size, shape):
+    if output_size is None:
+        raise ValueError("output_size: expected an int or a pair (None entries keep the input size), got None")
+    vals = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * 2
+    if len(vals) != 2:
+        raise ValueError(f"output_size: expected an int or a pair, got {output_size!r}")
+    out = tuple(shape[-2 + i] if v is None else as_int(v, "output_size") for i, v in enumerate(vals))
+    if min(out) < 1:
+        raise ValueError(f"output_size: expected positive sizes, got {output_size!r}")
+    return out
+
+
+def _bins(n, out):
+    """torch's adaptive windows along one axis: [floor(i n / out), ceil((i + 1) n / out))."""
+    i = np.arange(out)
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+def _adaptive_args(x, output_size):
+    x = float_array(x, "x")
+    x, unb = batched(x, "x")
+    if min(x.shape[2:]) < 1:
+        raise ValueError(f"x: adaptive pooling needs non-empty planes, got shape {x.shape}")
+    return x, unb, _adaptive_size(output_size, x.shape)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch's F.adaptive_avg_pool2d: x (N, C, H, W) -> (N, C, OH, OW), output (i, j) the mean of
+    rows [floor(i H/OH), ceil((i+1) H/OH)) and the columns alike. (1, 1) is global average pooling;
+    sizes that divide the input are one reshape-mean."""
+    x, unb, (oh, ow) = _adaptive_args(x, output_size)
+    n, c, h, w = x.shape
+    if h % oh == 0 and w % ow == 0:
+        y = x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5), dtype=x.dtype)
+    else:
+        (h0, h1), (w0, w1) = _bins(h, oh), _bins(w, ow)
+        y = np.empty((n, c, oh, ow), x.dtype)
+        for i in range(oh):  # one vectorised reduction per output cell (few cells)
+            for j in range(ow):
+                y[:, :, i, j] = x[:, :, h0[i]:h1[i], w0[j]:w1[j]].mean(axis=(2, 3), dtype=x.dtype)
+    return y[0] if unb else y
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape):
+    """Gradient of adaptive_avg_pool2d: each output's gradient spread evenly over its window."""
+    shape = _input_shape(input_shape)
+    grad_out = float_array(grad_out, "grad_out")
+    unb = len(shape) == 3
+    full = (1,) + shape if unb else shape
+    g = grad_out[None] if unb else grad_out
+    n, c, h, w = full
+    if g.ndim != 4 or g.shape[:2] != (n, c):
+        raise ValueError(f"grad_out: expected shape {shape[:-2] + ('OH', 'OW')} for input_shape {shape}, "
+                         f"got {grad_out.shape}")
+    oh, ow = g.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        kh, kw = h // oh, w // ow
+        gx = np.broadcast_to((g / g.dtype.type(kh * kw))[:, :, :, None, :, None], (n, c, oh, kh, ow, kw))
+        gx = gx.reshape(full).copy()
+    else:
+        (h0, h1), (w0, w1) = _bins(h, oh), _bins(w, ow)
+        gx = np.zeros(full, g.dtype)
+        for i in range(oh):
+            for j in range(ow):
+                cnt = (h1[i] - h0[i]) * (w1[j] - w0[j])
+                gx[:, :, h0[i]:h1[i], w0[j]:w1[j]] += (g[:, :, i, j] / g.dtype.type(cnt))[:, :, None, None]
+    return gx[0] if unb else gx
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """torch's F.adaptive_max_pool2d (the windows of adaptive_avg_pool2d); with return_indices also
+    int64 flat indices h*W + w into each input plane. The first maximum in row-major window order
+    wins, as max_pool2d; NaN counts as the maximum (the first NaN)."""
+    x, unb, (oh, ow) = _adaptive_args(x, output_size)
+    n, c, h, w = x.shape
+    (h0, h1), (w0, w1) = _bins(h, oh), _bins(w, ow)
+    y = np.empty((n, c, oh, ow), x.dtype)
+    idx = np.empty((n, c, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            win = x[:, :, h0[i]:h1[i], w0[j]:w1[j]]
+            kw = w1[j] - w0[j]
+            flat = win.reshape(n, c, -1)
+            a = np.argmax(flat, axis=2)  # first maximum (first NaN: argmax treats NaN as the maximum)
+            y[:, :, i, j] = np.take_along_axis(flat, a[:, :, None], axis=2)[:, :, 0]
+            idx[:, :, i, j] = (h0[i] + a // kw) * w + w0[j] + a % kw
+    if unb:
+        y, idx = y[0], idx[0]
+    return (y, idx) if return_indices else y
+
+
+def adaptive_max_pool2d_backward(grad_out, indices, input_shape):
+    """Gradient of adaptive_max_pool2d: routed to the argmax of each window (overlapping windows add)."""
+    return max_pool2d_backward(grad_out, indices, input_shape)

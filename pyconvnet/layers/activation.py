@@ -1,4 +1,5 @@
-"""Element-wise activations, Softmax and Dropout (no parameters; any float dtype)."""
+"""Element-wise activations (ReLU ... GELU, Hardtanh / ReLU6), Softmax / LogSoftmax and Dropout (no
+parameters; any float dtype)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,8 @@ from .._args import as_int
 from .. import init as _init
 from .base import Layer
 
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Identity"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Identity", "GELU", "Erf", "Hardtanh", "ReLU6",
+           "LogSoftmax"]
 
 
 def _same_shape(g, shape, name="grad_y"):
@@ -192,3 +194,95 @@ class Dropout(Layer):
         if self.p == 1.0:
             return np.zeros_like(g)
         return F.dropout_backward(g, mask, self.p)
+
+
+# ------------------------------------------------------------------ GELU, Erf, Hardtanh / ReLU6, LogSoftmax
+class GELU(Layer):
+    """x * Phi(x) (approximate='none') or torch's tanh approximation (approximate='tanh'); one C++ pass
+    each way (functional.gelu), the backward from the saved input."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _args(self):
+        return dict(approximate=self.approximate)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x
+        return F.gelu(x, self.approximate)
+
+    def backward(self, grad_y):
+        x = self._saved()
+        return F.gelu_backward(_same_shape(grad_y, x.shape), x, self.approximate)
+
+
+class Erf(Layer):
+    """erf(x) elementwise (ONNX Erf); derivative 2/sqrt(pi) exp(-x^2)."""
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x
+        return F.erf(x)
+
+    def backward(self, grad_y):
+        x = self._saved()
+        return F.erf_backward(_same_shape(grad_y, x.shape), x)
+
+
+class Hardtanh(Layer):
+    """Clips x to [min_val, max_val] (ONNX Clip; +-inf for a one-sided clip); gradient 1 strictly inside."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0):
+        super().__init__()
+        self.min_val, self.max_val = float(min_val), float(max_val)
+        if not self.min_val <= self.max_val:
+            raise ValueError(f"min_val/max_val: expected min_val <= max_val, got {min_val!r} and {max_val!r}")
+
+    def _args(self):
+        return dict(min_val=self.min_val, max_val=self.max_val)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x
+        return F.hardtanh(x, self.min_val, self.max_val)
+
+    def backward(self, grad_y):
+        x = self._saved()
+        return F.hardtanh_backward(_same_shape(grad_y, x.shape), x, self.min_val, self.max_val)
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6) (MobileNet's activation)."""
+
+    def __init__(self):
+        super().__init__(0.0, 6.0)
+
+    def _args(self):
+        return {}
+
+
+class LogSoftmax(Layer):
+    """log(softmax(x)) over ``axis`` (default 1), computed stably; backward from the output."""
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self.axis = as_int(axis, "axis")
+
+    def _args(self):
+        return dict(axis=self.axis)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"x: axis {self.axis} is out of range for shape {x.shape}")
+        y = F.log_softmax(x, self.axis)
+        self._cache = y
+        return y
+
+    def backward(self, grad_y):
+        y = self._saved()
+        return F.log_softmax_backward(_same_shape(grad_y, y.shape), y, self.axis)

@@ -51,14 +51,17 @@ def _conv_padding_arg(padding, stride):
         if padding == "same" and stride != (1, 1):
             raise ValueError(f"padding: 'same' needs stride 1, got stride={stride}")
         return padding
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+        return tuple(pair((v, v), "padding", 0)[0] for v in padding)
     return pair(padding, "padding", 0)
 
 
 class Conv2d(ParamLayer):
     """2-D convolution (cross-correlation). x (N, C_in, H, W) -> (N, C_out, OH, OW).
 
-    weight (C_out, C_in/groups, kh, kw), bias (C_out,). padding: int, pair, 'valid'
-    or 'same' (stride 1). Group convolution: groups=g; depthwise: groups=C_in
+    weight (C_out, C_in/groups, kh, kw), bias (C_out,). padding: int, pair, 'valid',
+    'same' (stride 1) or (top, bottom, left, right) (asymmetric, as ONNX pads; the kernels
+    pad all four sides anyway, so this costs nothing over a symmetric pad). Group convolution: groups=g; depthwise: groups=C_in
     (C_out a multiple of C_in); pointwise: kernel_size=1."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,

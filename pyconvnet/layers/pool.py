@@ -1,5 +1,5 @@
 """Pooling layers: MaxPool2d (routes the gradient through the saved argmax; first
-maximum wins on ties) and AvgPool2d (torch's divisor rules)."""
+maximum wins on ties), AvgPool2d (torch's divisor rules) and the adaptive / global pools."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from .. import functional as F
 from .._args import pair
 from .base import Layer
 
-__all__ = ["MaxPool2d", "AvgPool2d"]
+__all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d"]
 
 
 def _pool_geometry(kernel_size, stride, padding):
@@ -76,3 +76,78 @@ class AvgPool2d(Layer):
     def backward(self, grad_y):
         shape = self._saved()
         return F.avg_pool2d_backward(grad_y, shape, *self._geom())
+
+
+def _output_size(output_size):
+    vals = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * 2
+    if len(vals) != 2:
+        raise ValueError(f"output_size: expected an int or a pair, got {output_size!r}")
+    out = []
+    for v in vals:
+        if v is None:
+            out.append(None)
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"output_size: expected positive ints (or None: keep that size), got {output_size!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Mean over torch's adaptive windows: x (N, C, H, W) -> (N, C, *output_size)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _output_size(output_size)
+
+    def _args(self):
+        return dict(output_size=self.output_size)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x.shape
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, grad_y):
+        return F.adaptive_avg_pool2d_backward(grad_y, self._saved())
+
+
+class AdaptiveMaxPool2d(Layer):
+    """Max over torch's adaptive windows (first maximum wins, as MaxPool2d): x (N, C, H, W) -> (N, C, *output_size)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _output_size(output_size)
+
+    def _args(self):
+        return dict(output_size=self.output_size)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        y, idx = F.adaptive_max_pool2d(x, self.output_size, return_indices=True)
+        self._cache = (idx, x.shape)
+        return y
+
+    def backward(self, grad_y):
+        idx, shape = self._saved()
+        return F.adaptive_max_pool2d_backward(grad_y, idx, shape)
+
+
+class GlobalAvgPool2d(AdaptiveAvgPool2d):
+    """Mean over each plane: x (N, C, H, W) -> (N, C, 1, 1) (ONNX GlobalAveragePool)."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def _args(self):
+        return {}
+
+
+class GlobalMaxPool2d(AdaptiveMaxPool2d):
+    """Max over each plane: x (N, C, H, W) -> (N, C, 1, 1) (ONNX GlobalMaxPool)."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def _args(self):
+        return {}

@@ -1,16 +1,18 @@
 """Reshaping and merging layers: Flatten, Upsample (nearest), PixelShuffle /
 PixelUnshuffle (sub-pixel convolution), and the multi-input Concat and Add used
-for skip connections (they take a list of arrays; backward returns a list)."""
+for skip connections (they take a list of arrays; backward returns a list); Pad2d, and
+Reshape / Transpose with constant shapes (the batch dimension stays first and free)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from .. import functional as F
 from .._args import as_int, float_array
 from .base import Layer
 
-__all__ = ["Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add"]
+__all__ = ["Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add", "Pad2d", "Reshape", "Transpose"]
 
 
 def _grad(g, shape, name="grad_y"):
@@ -299,3 +301,104 @@ class Add(Layer):
         k, shape = self._saved()
         g = _grad(grad_y, shape)
         return [g] * k
+
+
+def _pad2d_arg(padding):
+    vals = list(padding) if isinstance(padding, (tuple, list)) else [padding] * 4
+    if len(vals) == 2:  # (left and right, top and bottom), as functional.pad
+        vals = [vals[0], vals[0], vals[1], vals[1]]
+    if len(vals) != 4:
+        raise ValueError(f"padding: expected an int or (left, right, top, bottom), got {padding!r}")
+    return tuple(as_int(v, "padding") for v in vals)
+
+
+class Pad2d(Layer):
+    """Pads the last two dimensions: ``padding`` an int or (left, right, top, bottom) as torch's
+    ZeroPad2d / ReflectionPad2d / ReplicationPad2d; mode 'constant' (``value``; negative pads crop),
+    'reflect' or 'replicate'. Backward adds the copies' gradients back (functional.pad_backward)."""
+
+    def __init__(self, padding, mode="constant", value=0.0):
+        super().__init__()
+        self.padding = _pad2d_arg(padding)
+        if mode not in F.PAD_MODES:
+            raise ValueError(f"mode: expected one of {', '.join(F.PAD_MODES)}, got {mode!r}")
+        if mode != "constant" and min(self.padding) < 0:
+            raise ValueError(f"padding: negative pads (cropping) only with mode='constant', got {self.padding}")
+        self.mode, self.value = mode, float(value)
+
+    def _args(self):
+        return dict(padding=self.padding, mode=self.mode, value=self.value)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        self._cache = x.shape
+        return F.pad(x, self.padding, self.mode, self.value)
+
+    def backward(self, grad_y):
+        return F.pad_backward(grad_y, self._saved(), self.padding, self.mode)
+
+
+def _dims(values, name):
+    if not isinstance(values, (tuple, list)):
+        raise TypeError(f"{name}: expected a tuple of ints, got {values!r}")
+    return tuple(as_int(v, name) for v in values)
+
+
+class Reshape(Layer):
+    """(N, ...) -> (N, *shape): the batch dimension is kept, ``shape`` gives the rest (one entry may
+    be -1: inferred). torch's ``x.view(x.size(0), *shape)``."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = _dims(shape, "shape")
+        if sum(v == -1 for v in self.shape) > 1 or any(v < -1 for v in self.shape):
+            raise ValueError(f"shape: expected non-negative sizes and at most one -1, got {shape!r}")
+
+    def _args(self):
+        return dict(shape=self.shape)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        if x.ndim < 1:
+            raise ValueError("x: expected a batch (N, ...), got a scalar")
+        known = math.prod(v for v in self.shape if v != -1)
+        rest = math.prod(x.shape[1:])
+        if (-1 in self.shape and (known == 0 or rest % known)) or (-1 not in self.shape and known != rest):
+            raise ValueError(f"x: cannot reshape (N, {', '.join(map(str, x.shape[1:]))}) to (N, "
+                             f"{', '.join(map(str, self.shape))}) (shape)")
+        self._cache = x.shape
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def backward(self, grad_y):
+        shape = self._saved()
+        g = float_array(grad_y, "grad_y")
+        if g.size != math.prod(shape):
+            raise ValueError(f"grad_y: expected {math.prod(shape)} values to reshape to {shape}, got shape {g.shape}")
+        return g.reshape(shape)
+
+
+class Transpose(Layer):
+    """Permutes the dimensions: y = x.transpose(dims); dims[0] must be 0 (the batch stays first).
+    The output is a view made contiguous (the next kernels want C order)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = _dims(dims, "dims")
+        if sorted(self.dims) != list(range(len(self.dims))) or not self.dims or self.dims[0] != 0:
+            raise ValueError(f"dims: expected a permutation of 0..{len(self.dims) - 1} starting with 0 (the batch), "
+                             f"got {dims!r}")
+
+    def _args(self):
+        return dict(dims=self.dims)
+
+    def forward(self, x, training=False):
+        x = self._input(x)
+        if x.ndim != len(self.dims):
+            raise ValueError(f"x: expected {len(self.dims)} dimensions (dims {self.dims}), got shape {x.shape}")
+        self._cache = x.shape
+        return np.ascontiguousarray(x.transpose(self.dims))
+
+    def backward(self, grad_y):
+        shape = self._saved()
+        g = _grad(grad_y, tuple(shape[d] for d in self.dims))
+        return np.ascontiguousarray(g.transpose(np.argsort(self.dims)))

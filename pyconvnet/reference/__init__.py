@@ -34,3 +34,14 @@ __all__ = [
     "batch_norm", "batch_norm_backward", "linear", "linear_backward", "relu", "relu_backward",
     "relaxed_conv", "relaxed_conv_backward", "receptive_conv", "receptive_conv_backward",
 ]
+from .activation import (erf, erf_backward, gelu, gelu_backward, hardtanh, hardtanh_backward, log_softmax,  # noqa: E402
+                         log_softmax_backward)
+from .pad import pad, pad_backward  # noqa: E402
+from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d,  # noqa: E402
+                   adaptive_max_pool2d_backward)
+
+__all__ += [
+    "gelu", "gelu_backward", "erf", "erf_backward", "hardtanh", "hardtanh_backward", "log_softmax",
+    "log_softmax_backward", "pad", "pad_backward", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
+]

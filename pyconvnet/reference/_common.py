@@ -85,6 +85,8 @@ def _conv_pad4(padding, kernel, stride, dilation):
                 pads += [total // 2, total - total // 2]
             return tuple(pads)
         raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+        return tuple(operator.index(v) for v in padding)
     ph, pw = _pair(padding, "padding")
     return ph, ph, pw, pw
 

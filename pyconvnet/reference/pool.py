@@ -7,7 +7,8 @@ import numpy as np
 
 from ._common import _F64, _as_batch, _float_dtype, _pair, _pool_out_size
 
-__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "adaptive_avg_pool2d",
+           "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward"]
 
 
 # ============================================================================ pooling
@@ -170,3 +171,84 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
                     gx[b, ch, h0:h1, w0:w1] += go64[b, ch, i, j] / (fh * fw)
     gx = gx.astype(dtype)
     return gx[0] if unbatched else gx
+
+
+# ============================================================================ adaptive pooling
+def _adaptive_window(i, n, out):
+    """torch's adaptive window: [floor(i n / out), ceil((i + 1) n / out))."""
+    return (i * n) // out, -(-((i + 1) * n) // out)
+
+
+def _adaptive_out(output_size, h, w):
+    oh, ow = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else output_size
+    return (h if oh is None else oh), (w if ow is None else ow)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """y[n, c, i, j] = mean of x over the adaptive window (rows of i, columns of j)."""
+    x4, unbatched = _as_batch(x, "x")
+    n, c, h, w = x4.shape
+    oh, ow = _adaptive_out(output_size, h, w)
+    x64 = x4.astype(_F64)
+    y = np.zeros((n, c, oh, ow))
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                h0, h1 = _adaptive_window(i, h, oh)
+                for j in range(ow):
+                    w0, w1 = _adaptive_window(j, w, ow)
+                    y[b, ch, i, j] = np.sum(x64[b, ch, h0:h1, w0:w1]) / ((h1 - h0) * (w1 - w0))
+    y = y.astype(_float_dtype(x4))
+    return y[0] if unbatched else y
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape):
+    go = np.asarray(grad_out)
+    shape = tuple(operator.index(v) for v in input_shape)
+    unbatched = len(shape) == 3
+    if unbatched:
+        shape, go = (1,) + shape, go[None]
+    n, c, h, w = shape
+    oh, ow = go.shape[2:]
+    gx = np.zeros(shape)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                h0, h1 = _adaptive_window(i, h, oh)
+                for j in range(ow):
+                    w0, w1 = _adaptive_window(j, w, ow)
+                    gx[b, ch, h0:h1, w0:w1] += float(go[b, ch, i, j]) / ((h1 - h0) * (w1 - w0))
+    gx = gx.astype(_float_dtype(go))
+    return gx[0] if unbatched else gx
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """Max over each adaptive window, scanned row-major; the first maximum wins."""
+    x4, unbatched = _as_batch(x, "x")
+    n, c, h, w = x4.shape
+    oh, ow = _adaptive_out(output_size, h, w)
+    x64 = x4.astype(_F64)
+    y = np.empty((n, c, oh, ow))
+    idx = np.empty((n, c, oh, ow), np.int64)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                h0, h1 = _adaptive_window(i, h, oh)
+                for j in range(ow):
+                    w0, w1 = _adaptive_window(j, w, ow)
+                    best, arg = None, -1
+                    for hh in range(h0, h1):
+                        for ww in range(w0, w1):
+                            v = x64[b, ch, hh, ww]
+                            if best is None or v > best:
+                                best, arg = v, hh * w + ww
+                    y[b, ch, i, j], idx[b, ch, i, j] = best, arg
+    y = y.astype(_float_dtype(x4))
+    if unbatched:
+        y, idx = y[0], idx[0]
+    return (y, idx) if return_indices else y
+
+
+def adaptive_max_pool2d_backward(grad_out, indices, input_shape):
+    """Each output's gradient goes to its window's argmax."""
+    return max_pool2d_backward(grad_out, indices, input_shape)

@@ -251,20 +251,22 @@ struct Kernel {  // what every sample of one call shares
 // lanes of the row tiles) as long as O is a multiple of W. The output is computed
 // channel-last for one sample, then transposed into its NCHW planes.
 template <int NP, int OV>
-void cv_tile(const float* z, const index_t* zpos, int np, const float* wT, index_t Op, const index_t* koff,
-             index_t K, float* ot, bool first) {
+void cv_tile(const float* z, const index_t* zpos, int np, const float* wT, index_t ldw, const index_t* koff,
+             index_t K, float* ot, index_t ldo, bool first) {
+    // out[p][v*W ..] (+)= sum_k z[zpos[p] + koff[k]] * wT[k*ldw + v*W ..]: NP broadcasts, OV vector
+    // loads and NP*OV FMAs per k (also Winograd's batched products: p = tiles, k = channels)
     typename V::R acc[NP][OV];
     const float* zp[NP];
 #pragma GCC unroll 32
     for (int p = 0; p < NP; ++p) {
         zp[p] = z + zpos[p < np ? p : np - 1];  // past np: repeat a valid pixel, dropped
 #pragma GCC unroll 4
-        for (int v = 0; v < OV; ++v) acc[p][v] = first || p >= np ? V::zero() : V::load(ot + p * Op + v * V::W);
+        for (int v = 0; v < OV; ++v) acc[p][v] = first || p >= np ? V::zero() : V::load(ot + p * ldo + v * V::W);
     }
     for (index_t k = 0; k < K; ++k) {
         typename V::R wv[OV];
 #pragma GCC unroll 4
-        for (int v = 0; v < OV; ++v) wv[v] = V::load(wT + k * Op + v * V::W);
+        for (int v = 0; v < OV; ++v) wv[v] = V::load(wT + k * ldw + v * V::W);
         const index_t o = koff[k];
 #pragma GCC unroll 32
         for (int p = 0; p < NP; ++p) {
@@ -277,8 +279,23 @@ void cv_tile(const float* z, const index_t* zpos, int np, const float* wT, index
     for (int p = 0; p < NP; ++p) {
         if (p >= np) break;
 #pragma GCC unroll 4
-        for (int v = 0; v < OV; ++v) V::store(ot + p * Op + v * V::W, acc[p][v]);
+        for (int v = 0; v < OV; ++v) V::store(ot + p * ldo + v * V::W, acc[p][v]);
     }
+}
+
+// out (P rows of ldo) (+)= the products of cv_tile over pixels [0, P) and vectors [0, Wd)
+// (Wd a multiple of W): pairs of vectors, then single ones.
+inline void cv_sweep(const float* z, const index_t* zpos, index_t P, const float* w, index_t ldw, const index_t* koff,
+                     index_t K, float* out, index_t ldo, index_t Wd, bool first) {
+    index_t o0 = 0;
+    for (; o0 + 2 * V::W <= Wd; o0 += 2 * V::W)
+        for (index_t p0 = 0; p0 < P; p0 += kCvNP[2])
+            cv_tile<kCvNP[2], 2>(z, zpos + p0, int(std::min<index_t>(kCvNP[2], P - p0)), w + o0, ldw, koff, K,
+                                 out + p0 * ldo + o0, ldo, first);
+    for (; o0 < Wd; o0 += V::W)
+        for (index_t p0 = 0; p0 < P; p0 += kCvNP[1])
+            cv_tile<kCvNP[1], 1>(z, zpos + p0, int(std::min<index_t>(kCvNP[1], P - p0)), w + o0, ldw, koff, K,
+                                 out + p0 * ldo + o0, ldo, first);
 }
 
 struct ChanKernel {
@@ -304,17 +321,7 @@ struct ChanKernel {
         const index_t K = kp.K, kc = Kernel::kKC;
         for (index_t k0 = 0; k0 < K; k0 += kc) {
             const index_t kn = std::min(kc, K - k0);
-            const float* w = wT.data() + k0 * Op;
-            const index_t* ko = kp.koff.data() + k0;
-            index_t o0 = 0;
-            for (; o0 + 2 * V::W <= Op; o0 += 2 * V::W)
-                for (index_t p0 = 0; p0 < P; p0 += kCvNP[2])
-                    cv_tile<kCvNP[2], 2>(z, zpos.data() + p0, int(std::min<index_t>(kCvNP[2], P - p0)), w + o0, Op, ko,
-                                         kn, ot + p0 * Op + o0, k0 == 0);
-            for (; o0 < Op; o0 += V::W)
-                for (index_t p0 = 0; p0 < P; p0 += kCvNP[1])
-                    cv_tile<kCvNP[1], 1>(z, zpos.data() + p0, int(std::min<index_t>(kCvNP[1], P - p0)), w + o0, Op, ko,
-                                         kn, ot + p0 * Op + o0, k0 == 0);
+            cv_sweep(z, zpos.data(), P, wT.data() + k0 * Op, Op, kp.koff.data() + k0, kn, ot, Op, Op, k0 == 0);
         }
         // ot (P, Op) -> out (O, P), W x W blocks, + bias
         const index_t pf = P / V::W * V::W, of = O / V::W * V::W;

@@ -33,7 +33,7 @@ inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
 }
 
 // The entry points of each target's copy. Direct: same contract as conv_direct.h.
-// Winograd (winograd.h has the algorithm): U (A2, Op, Cp) the transformed kernel with
+// Winograd (winograd.h has the algorithm): U (A2, Cp, Op) the transformed kernel with
 // its channels padded to the target's lanes; dU (parts, A2, Op, Cp) the weight
 // gradient's transformed partial sums, Ud the data gradient's transformed kernel
 // (winograd.cpp makes the kernels and finishes dU); gx or dU null: not wanted.

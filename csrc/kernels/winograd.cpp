@@ -38,8 +38,9 @@ int tile_size(int m, index_t OH, index_t OW) {
     return std::min(OH, OW) >= 8 ? 4 : 2;
 }
 
-// U (A2, Op, Cp) = G g G^T of the filters wk(o, c) (3x3, row-major; rotated by 180
-// degrees when `rotate`), zero past O and C.
+// U (A2, Cp, Op) = G g G^T of the filters wk(o, c) (3x3, row-major; rotated by 180
+// degrees when `rotate`), zero past O and C: for each tap a, the (C, O) matrix the
+// batched products read one row of channel c at a time.
 template <int M, typename Wk>
 void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, float* U, bool rotate = false) {
     constexpr int A = Wino<M>::A, A2 = A * A;
@@ -51,7 +52,7 @@ void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, flo
             for (int i = 0; i < 9; ++i) g[i] = src[rotate ? 8 - i : i];
             for (int j = 0; j < 3; ++j) Wino<M>::g(g + j, 3, t + j, 3);        // columns: A x 3
             for (int i = 0; i < A; ++i) Wino<M>::g(t + i * 3, 1, u + i * A, 1);  // rows: A x A
-            for (int a = 0; a < A2; ++a) U[(index_t(a) * Op + o) * Cp + c] = float(u[a]);
+            for (int a = 0; a < A2; ++a) U[(index_t(a) * Cp + c) * Op + o] = float(u[a]);
         }
 }
 

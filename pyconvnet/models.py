@@ -11,7 +11,7 @@ import numpy as np
 from . import layers as L
 
 __all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
-           "matched_hidden", "MODELS", "build"]
+           "matched_hidden", "airbench_net", "MODELS", "build"]
 
 
 def mlp3(hidden=256, in_shape=(1, 28, 28), classes=10, seed=0, dtype=np.float32):
@@ -169,3 +169,42 @@ def build(name, in_shape, classes=10, seed=0, **kw):
     if (h, w) != (28, 28):
         raise ValueError(f"model: robust_lenet5 expects 28x28 images, got {h}x{w}")
     return robust_lenet5(in_channels=c, classes=classes, seed=seed, **kw)
+
+
+def airbench_net(widths=(64, 256, 256), batchnorm_momentum=0.6, seed=0, dtype=np.float32):
+    """The airbench94 CIFAR-10 network (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on a
+    single GPU", arXiv 2404.00498): a 2x2 whitening convolution 3 -> 24 (its weights are set
+    from data by ``init.patch_whitening``; bias trained), GELU, then three blocks of
+    [3x3 conv (no bias) -> 2x2 max pool -> BN -> GELU -> 3x3 conv -> BN -> GELU] of
+    ``widths`` channels, a 3x3 max pool (global on the 3x3 maps), Linear(-> 10, no bias)
+    and the logits times 1/9. Batch norm: no scale (gamma = 1), learned shift, eps 1e-12,
+    running statistics r = batchnorm_momentum * r + (1 - batchnorm_momentum) * batch.
+    3x3 convs start as the identity on their first C_in filters (dirac), the rest torch's
+    default U(+-1/sqrt(fan_in)), as the linear layer. Input (N, 3, 32, 32), normalised."""
+    from . import init as I
+
+    rng = np.random.default_rng(seed)
+
+    def dirac_init(shape, rng_, *, fan_in=None, fan_out=None, dtype=np.float32):
+        w = I.uniform_fan_in(shape, rng_, fan_in=fan_in, fan_out=fan_out, dtype=dtype)
+        k = min(shape[0], shape[1])
+        w[:k] = I.dirac((k,) + tuple(shape[1:]), dtype=dtype)
+        return w
+
+    def conv(cin, cout):
+        return L.Conv2d(cin, cout, 3, padding=1, bias=False, init=dirac_init, rng=rng, dtype=dtype)
+
+    def norm(c):
+        return L.BatchNorm2d(c, eps=1e-12, momentum=1.0 - batchnorm_momentum, scale=False, dtype=dtype)
+
+    def block(cin, cout):
+        return L.Sequential(("conv1", conv(cin, cout)), ("pool", L.MaxPool2d(2)), ("norm1", norm(cout)),
+                            ("act1", L.GELU()), ("conv2", conv(cout, cout)), ("norm2", norm(cout)), ("act2", L.GELU()))
+
+    w1, w2, w3 = (int(w) for w in widths)
+    return L.Sequential(
+        ("whiten", L.Conv2d(3, 24, 2, bias=True, init="zeros", rng=rng, dtype=dtype)), ("act0", L.GELU()),
+        ("block1", block(24, w1)), ("block2", block(w1, w2)), ("block3", block(w2, w3)),
+        ("pool", L.MaxPool2d(3)), ("flatten", L.Flatten()),
+        ("head", L.Linear(w3, 10, bias=False, init="uniform_fan_in", rng=rng, dtype=dtype)),
+        ("scale", L.ConstantArith("mul", np.float32(1.0 / 9.0), dtype=dtype)))

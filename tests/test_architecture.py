@@ -31,7 +31,8 @@ LAYERS = [
      "pyconvnet._cpu", "pyconvnet.gradcheck", "pyconvnet._safetensors"],
     ["pyconvnet.functional", "pyconvnet.reference", "pyconvnet.data"],
     ["pyconvnet.init", "pyconvnet.losses", "pyconvnet.optim", "pyconvnet.metrics", "pyconvnet.layers"],
-    ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models", "pyconvnet.tta"],
+    ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models", "pyconvnet.tta",
+     "pyconvnet.profiler"],
     ["pyconvnet.search", "pyconvnet.plots", "pyconvnet.onnx"],
     ["pyconvnet.relaxed", "pyconvnet.experiments", "pyconvnet.cli", "pyconvnet.__main__"],
 ]

@@ -1,5 +1,6 @@
 """pyconvnet: fast convolutional-network kernels (C++/OpenMP/OpenBLAS) behind a NumPy API."""
+from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["get_num_threads", "set_num_threads", "__version__", "manual_seed"]

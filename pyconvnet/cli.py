@@ -247,8 +247,13 @@ def cmd_train(args):
         raise CLIError(f"--val-split: {str(e).split(': ', 1)[1]}") from None
     if ck is not None:
         model = ck.model
-        opt = ck.optimizer(**({"scheduler": _make_scheduler(cfg["schedule"], epochs)} if cfg["schedule"] != "none"
-                              else {}))
+        from .checkpoint import CheckpointError
+
+        try:  # a schedule is re-made for the new final epoch (cosine decays to 0 by then)
+            opt = ck.optimizer(**({"scheduler": _make_scheduler(cfg["schedule"], epochs)}
+                                  if cfg["schedule"] != "none" else {}))
+        except CheckpointError as e:
+            raise CLIError(f"--resume: {e}") from None
         history = History.from_dict(ck.meta.get("history", {}))
     else:
         try:

@@ -82,14 +82,14 @@ _HISTORY_KEYS = {"loss": "train_loss", "acc": "train_acc", "val_loss": "val_loss
 
 
 class _Monitor(Callback):
+    min_delta = 0.0
+
     def __init__(self, monitor, mode):
         if mode not in ("min", "max", "auto"):
             raise ValueError(f"mode: expected 'min', 'max' or 'auto', got {mode!r}")
         self.monitor = monitor
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.best = None
-
-    min_delta = 0.0
 
     def on_train_begin(self, trainer):
         """A resumed run (fit(history=...)) starts from the best value already in its history
@@ -252,11 +252,11 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
     epoch but the run is reproducible. The model is in training mode (``train()``)
     during the call and back in the mode it had afterwards. Returns a History.
     """
+    x, y = _check_data(train, "train")
     if validation_split:
         if validation is not None:
             raise ValueError("validation / validation_split: give at most one of them")
-        train, validation = split_validation(train, validation_split)
-    x, y = _check_data(train, "train")
+        (x, y), validation = split_validation((x, y), validation_split)
     if validation is not None:
         validation = _check_data(validation, "validation")
     epochs, batch_size, initial_epoch = int(epochs), int(batch_size), int(initial_epoch)

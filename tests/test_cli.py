@@ -555,11 +555,18 @@ def test_out_is_never_overwritten_silently(sandbox, lenet_run):
     r = cli(sandbox, *args, "--out", out)
     assert_one_line_error(r, 2, r"--out: .*run-lenet5 already holds a run \(checkpoint\.npz.*pass --overwrite")
     assert (out / "checkpoint.npz").read_bytes() == before
-    # without --out: runs/MODEL, then runs/MODEL-2 (the cwd is the sandbox)
-    for want in ("runs/mlp3", "runs/mlp3-2"):
-        r = cli(sandbox, *args)
-        assert r.returncode == 0, r.stderr
-        assert Path(ACC_RE.match(r.stdout.strip()).group("ck")) == Path(want) / "checkpoint.npz"
+    # without --out: runs/MODEL (the cwd is the sandbox), then runs/MODEL-2
+    r = cli(sandbox, *args)
+    assert r.returncode == 0, r.stderr
+    assert Path(ACC_RE.match(r.stdout.strip()).group("ck")) == Path("runs/mlp3/checkpoint.npz")
+    from pyconvnet.cli import _out_folder, make_parser
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(sandbox["base"])
+        assert _out_folder(make_parser().parse_args(["train", "mlp3"]), "mlp3") == os.path.join("runs", "mlp3-2")
+    finally:
+        os.chdir(cwd)
     r = cli(sandbox, *args, "--out", "runs/mlp3", "--overwrite")
     assert r.returncode == 0, r.stderr
 

@@ -304,8 +304,8 @@ def cmd_train(args):
 
 def _train_results(cfg, history, done, wall, n_train, val, test_acc, test_loss, n_test, out):
     """What `train --json` prints and results.json holds."""
-    new = slice(len(history.epoch) - done, None)
-    train_s = sum(history.train_seconds[new]) if done else 0.0
+    train_s = sum(history.train_seconds[-done:]) if done else 0.0  # this run's epochs (a resumed history may
+    # come from a version that did not record train_seconds)
     last = lambda k: getattr(history, k)[-1] if getattr(history, k) else None  # noqa: E731
     vals = [v for v in history.val_acc if v is not None]
     return {
@@ -327,8 +327,9 @@ def _train_line(r):
                f"{r['val_images']} images held out of the training set)")
     else:
         val = "no validation (--val-split 0)"
-    speed = "" if r["seconds_per_epoch"] is None else (
-        f"; {r['seconds_per_epoch']:.1f} s/epoch, {r['train_samples_per_second']:.0f} samples/s training")
+    speed = "" if r["seconds_per_epoch"] is None else f"; {r['seconds_per_epoch']:.1f} s/epoch"
+    if r["train_samples_per_second"] is not None:
+        speed += f", {r['train_samples_per_second']:.0f} samples/s training"
     return (f"{r['model']} on {r['dataset']} after {r['epochs']} epoch(s): {val}; test accuracy "
             f"{r['test_acc'] * 100:.2f}% ({r['test_images']} images){speed}; checkpoint in {r['checkpoint']}")
 
@@ -515,7 +516,7 @@ def make_parser():
                    f"lines, --patience and best.npz use it; 0: none (default {VAL_SPLIT})")
     t.add_argument("--patience", type=_int_at_least(1), metavar="N",
                    help="stop early when the validation loss has not improved for N epochs (default: never)")
-    t.add_argument("--seed", type=int, help="seed of the weights, the shuffling, the augmentation and the dropout "
+    t.add_argument("--seed", type=_int_at_least(0), help="seed of the weights, the shuffling, the augmentation and the dropout "
                    "masks: the same seed gives the same run (default 0)")
     t.add_argument("--threads", type=_int_at_least(1), help="kernel threads (default: all cores or OMP_NUM_THREADS)")
     t.add_argument("--data-root", help="folder with the data files (default: $PYCONVNET_DATA, cache, system, "

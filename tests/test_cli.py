@@ -331,6 +331,7 @@ def test_unverified_data_is_rejected_without_no_verify(sandbox, tmp_path):
     (["train", "lenet5", "--val-split", "-0.1"], r"--val-split: must be a fraction in \[0, 1\)"),
     (["train", "lenet5", "--patience", "2", "--val-split", "0"], r"--patience: .*needs --val-split > 0"),
     (["train", "--epochs", "2"], r"required: model \(or --resume CHECKPOINT\)"),
+    (["train", "lenet5", "--seed", "-1"], r"--seed: must be >= 0, got -1"),
     (["models", "resnet"], r"unknown model 'resnet'; choose from: " + ", ".join(MODELS)),
     (["frobnicate"], r"invalid choice: 'frobnicate'"),
     ([], r"required: COMMAND"),

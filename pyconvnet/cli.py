@@ -516,7 +516,8 @@ def make_parser():
                    f"lines, --patience and best.npz use it; 0: none (default {VAL_SPLIT})")
     t.add_argument("--patience", type=_int_at_least(1), metavar="N",
                    help="stop early when the validation loss has not improved for N epochs (default: never)")
-    t.add_argument("--seed", type=_int_at_least(0), help="seed of the weights, the shuffling, the augmentation and the dropout "
+    t.add_argument("--seed", type=_int_at_least(0), help="seed of the weights, the shuffling, the augmentation and "
+                   "the dropout "
                    "masks: the same seed gives the same run (default 0)")
     t.add_argument("--threads", type=_int_at_least(1), help="kernel threads (default: all cores or OMP_NUM_THREADS)")
     t.add_argument("--data-root", help="folder with the data files (default: $PYCONVNET_DATA, cache, system, "

@@ -183,8 +183,8 @@ def _run(model, opt, data, epochs, **kw):
 @pytest.mark.parametrize("name, opt_cls, n", [("lenet5", optim.MomentumSGD, 64), ("keras_cnn", optim.Adam, 32)])
 def test_resume_equals_uninterrupted(tmp_path, name, opt_cls, n):
     """2 epochs straight == 1 epoch, save, load (model, optimizer, history), then epoch 2
-    with initial_epoch=1, epochs=2 (Keras semantics: epochs is the final epoch). keras_cnn has Dropout: fit reseeds it from (seed, epoch),
-    so resuming replays the same masks."""
+    with initial_epoch=1, epochs=2 (Keras semantics: epochs is the final epoch). keras_cnn has
+    Dropout: fit reseeds it from (seed, epoch), so resuming replays the same masks."""
     data = toy_data(n)
     a = models.build(name, (1, 28, 28))
     opt_a = opt_cls(a.parameters(), lr=0.01)

@@ -391,7 +391,8 @@ def test_missing_data_empty_root(sandbox, tmp_path):
     assert str(empty) in msg and "(cache)" in msg and str(sandbox["home"]) in msg
     assert not (tmp_path / "o").exists()
     # in the command line's words: its flag and the variable, not the Python API's root= / download=True
-    assert f"{empty} (--data-root)" in msg and "pass --data-root DIR or set the environment variable PYCONVNET_DATA=DIR" in msg
+    assert f"{empty} (--data-root)" in msg
+    assert "pass --data-root DIR or set the environment variable PYCONVNET_DATA=DIR" in msg
     assert "root=" not in msg and "download=True" not in msg and "download=False" not in msg
 
 

@@ -1,7 +1,6 @@
 """pyconvnet.plots: the training-curve figure (matplotlib, optional)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pyconvnet.training import History

@@ -269,7 +269,8 @@ def add_arguments(p):
     p.add_argument("--search-epochs", type=int, help="passes over the search subset")
     p.add_argument("--search-samples", type=int, help="train (and validation) samples for the search")
     p.add_argument("--epochs", type=int, help="training epochs of the final models")
-    p.add_argument("--batch-size", type=int, default=128, help="mini-batch size of the search and the training (default 128)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="mini-batch size of the search and the training (default 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the final training")
     p.add_argument("--search-lr", type=float, default=0.05, help="momentum-SGD learning rate of W in the search")
     p.add_argument("--r-lr", type=float, default=0.05, help="Adam learning rate of R")
@@ -279,7 +280,8 @@ def add_arguments(p):
     p.add_argument("--no-random-fields", dest="random_fields", action="store_false",
                    help="skip the random-receptive-field ablation")
     p.add_argument("--limit", type=int, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the search split and the shuffling (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the search split and the shuffling (default 0)")
     p.add_argument("--perm-seed", type=int, default=0, help="seed of the pixel permutation")
     p.add_argument("--threads", type=int, help="kernel threads (default: all cores or OMP_NUM_THREADS, as train)")
     p.add_argument("--data-root", help="folder with the MNIST files (default: $PYCONVNET_DATA, cache)")

@@ -65,8 +65,9 @@ CASES = {
     "conv2d huge padding": (lambda: F.conv2d(a(1, 1, 2, 2), a(1, 1, 1, 1), padding=100000), ValueError,
                             r"^padding: 100000 makes the output 200002x200002 for x \(1, 1, 2, 2\), and the im2col "
                             r"buffer \(1 x 40000800004 = 40000800004 values\) is more than the 32-bit BLAS takes"),
-    "conv2d_backward huge padding": (lambda: F.conv2d_backward(a(1, 1, 3, 3), a(1, 1, 2, 2), a(1, 1, 1, 1),
-                                                               padding=(3, 2**30)), ValueError, r"^padding: \(3, 1073741824\) makes"),
+    "conv2d_backward huge padding": (
+        lambda: F.conv2d_backward(a(1, 1, 3, 3), a(1, 1, 2, 2), a(1, 1, 1, 1), padding=(3, 2**30)), ValueError,
+        r"^padding: \(3, 1073741824\) makes"),
     "conv2d bias shape": (lambda: F.conv2d(X, W, a(5), groups=2), ValueError, r"^bias"),
     "conv2d bias 2-D": (lambda: F.conv2d(X, W, a(6, 1), groups=2), ValueError, r"^bias"),
     # ------------------------------------------------------------ conv2d_backward

@@ -26,11 +26,27 @@ def as_float(v, name: str) -> float:
         raise TypeError(f"{name}: expected a number, got {v!r}") from None
 
 
+def _python_numbers(a) -> bool:
+    """Whether a (nested) list holds Python numbers, not NumPy arrays or scalars whose
+    dtype the caller chose (judged by its first leaf)."""
+    while isinstance(a, (list, tuple)) and len(a):
+        a = a[0]
+    return not isinstance(a, (np.ndarray, np.generic))
+
+
 def float_array(a, name: str, dtype=None) -> np.ndarray:
     """``a`` as a float32/float64 ndarray (never copied unless needed).
 
-    With ``dtype`` given, ``a`` must already have it (mixing precisions is an
-    error, not a silent cast)."""
+    With ``dtype`` given, an array ``a`` must already have it (mixing precisions is an
+    error, not a silent cast). Python lists, tuples and numbers are not arrays yet:
+    they become ``dtype``, or float32 without one (torch's default dtype), never
+    NumPy's float64 that the float32 weights would then reject."""
+    if isinstance(a, (list, tuple, int, float)) and not isinstance(a, bool) and _python_numbers(a):
+        try:
+            return np.ascontiguousarray(a, dtype=dtype or np.float32)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected an array of numbers, got a {type(a).__name__} that NumPy cannot "
+                            f"convert to {np.dtype(dtype or np.float32)}") from None
     arr = np.asarray(a)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")

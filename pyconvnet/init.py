@@ -5,7 +5,8 @@ user function with this signature)::
 
     fn(shape, rng=None, *, fan_in=None, fan_out=None, dtype=np.float32) -> np.ndarray
 
-``rng`` is an ``np.random.Generator``, an int seed, or None (fresh entropy).
+``rng`` is an ``np.random.Generator``, an int seed, or None (the global generator of
+``pyconvnet.manual_seed``).
 ``fan_in``/``fan_out`` default to :func:`fans` of ``shape``; layers pass them
 explicitly (a bias vector of shape ``(out,)`` is drawn with its weight's fans).
 Values are always drawn in float64 and then cast, so the same seed gives the
@@ -39,6 +40,7 @@ import operator
 
 import numpy as np
 
+from . import _random
 from ._args import float_dtype as _dtype
 
 __all__ = [
@@ -51,13 +53,14 @@ def as_rng(rng=None, seed=None) -> np.random.Generator:
     """An ``np.random.Generator`` from ``rng`` (Generator, int seed or None) or ``seed``.
 
     A Generator is returned as is (shared, so consecutive layers draw consecutive
-    numbers: pass one Generator to every layer for a reproducible model)."""
+    numbers: pass one Generator to every layer for a reproducible model); None is the
+    global generator (``pyconvnet.manual_seed``)."""
     if rng is not None and seed is not None:
         raise ValueError("rng/seed: give at most one of them")
     if seed is not None:
         rng = seed
     if rng is None or isinstance(rng, np.random.Generator):
-        return rng if rng is not None else np.random.default_rng()
+        return rng if rng is not None else _random.global_rng()
     if isinstance(rng, (bool, np.bool_)):
         raise TypeError(f"rng: expected an np.random.Generator, an int seed or None, got {rng!r}")
     try:

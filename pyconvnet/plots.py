@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_confusion", "plot_receptive_fields", "write_png"]
+__all__ = ["plot_history", "history_figure", "plot_confusion", "plot_receptive_fields", "write_png"]
 
 
 def _pyplot():
@@ -16,9 +16,12 @@ def _pyplot():
     return plt
 
 
-def plot_history(history, path):
-    """Loss and accuracy per epoch, train vs validation, side by side."""
+def history_figure(history):
+    """The figure of :func:`plot_history` (loss and accuracy per epoch, train vs validation),
+    epochs on integer ticks; the caller closes it."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     ep = history.epoch
     a.plot(ep, history.train_loss, "o-", label="train")
@@ -32,9 +35,17 @@ def plot_history(history, path):
         b.plot(ep, history.val_acc, "s-", label="validation")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.legend()
+    for ax in (a, b):  # epochs are whole numbers: no 1.25, 1.5 ticks on short runs
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history, path):
+    """Loss and accuracy per epoch, train vs validation, side by side."""
+    fig = history_figure(history)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def plot_confusion(cm, classes, path):

@@ -4,7 +4,11 @@ Works with any model that has ``forward(x, training)`` / ``backward(grad)``, an
 optimizer with ``step()`` (bound to the model's parameters) and a loss with
 ``forward(logits, labels) -> float`` / ``backward() -> grad_logits``.
 Deterministic given ``seed``: the shuffling order, augmentation draws and
-dropout masks all come from generators seeded from it.
+dropout masks all come from generators seeded from it (``seed=None``: one drawn
+from the global generator of ``pyconvnet.manual_seed``).
+
+``fit(..., epochs, initial_epoch)`` follows Keras: ``epochs`` is the index of the
+final epoch, so ``fit(initial_epoch=1, epochs=2)`` trains one epoch, the second.
 """
 from __future__ import annotations
 
@@ -18,11 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import checkpoint
+from ._random import draw_seed
 from .data.augment import to_float
+from .losses import SoftmaxCrossEntropy
 
 __all__ = [
     "History", "TrainingDiverged", "Callback", "EarlyStopping", "CheckpointBest", "LRSchedule",
-    "fit", "evaluate", "predict", "to_float", "epoch_generator", "no_input_grad",
+    "fit", "evaluate", "predict", "to_float", "epoch_generator", "no_input_grad", "split_validation",
 ]
 
 
@@ -40,7 +46,8 @@ class History:
     val_loss: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)  # the whole epoch, validation included
+    train_seconds: list = field(default_factory=list)  # the training steps only (what samples/s counts)
 
     def as_dict(self):
         return {k: list(v) for k, v in self.__dict__.items()}
@@ -70,13 +77,31 @@ class Callback:
         pass
 
 
+# fit's logs -> History fields
+_HISTORY_KEYS = {"loss": "train_loss", "acc": "train_acc", "val_loss": "val_loss", "val_acc": "val_acc"}
+
+
 class _Monitor(Callback):
+    min_delta = 0.0
+
     def __init__(self, monitor, mode):
         if mode not in ("min", "max", "auto"):
             raise ValueError(f"mode: expected 'min', 'max' or 'auto', got {mode!r}")
         self.monitor = monitor
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.best = None
+
+    def on_train_begin(self, trainer):
+        """A resumed run (fit(history=...)) starts from the best value already in its history
+        (else the first resumed epoch would always count as an improvement)."""
+        self.best, self.epochs_since_best = None, 0
+        for v in getattr(trainer.history, _HISTORY_KEYS.get(self.monitor, ""), []):
+            if v is None:
+                continue
+            if self._improved(v, self.min_delta):
+                self.best, self.epochs_since_best = v, 0
+            else:
+                self.epochs_since_best += 1
 
     def _value(self, logs):
         if self.monitor not in logs or logs[self.monitor] is None:
@@ -96,6 +121,10 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto"):
         super().__init__(monitor, mode)
         self.patience, self.min_delta, self.wait = int(patience), float(min_delta), 0
+
+    def on_train_begin(self, trainer):
+        super().on_train_begin(trainer)
+        self.wait = self.epochs_since_best
 
     def on_epoch_end(self, epoch, logs, trainer):
         value = self._value(logs)
@@ -174,6 +203,24 @@ def _check_data(data, name):
     return x, y
 
 
+def split_validation(data, fraction):
+    """(train, validation) pairs: the LAST ``fraction`` of ``data = (images, labels)`` held
+    out, as Keras's validation_split (taken before any shuffling, so the same data and
+    fraction always hold out the same samples: a resumed run validates on the same ones).
+    fraction 0 gives (data, None)."""
+    x, y = _check_data(data, "data")
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_split: expected a fraction in [0, 1), got {fraction}")
+    n_val = int(round(len(x) * fraction))
+    if fraction == 0.0:
+        return (x, y), None
+    if n_val < 1 or n_val >= len(x):
+        raise ValueError(f"validation_split: {fraction} of {len(x)} samples leaves {n_val} for validation and "
+                         f"{len(x) - n_val} for training; both need at least one")
+    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+
+
 class _Trainer:
     def __init__(self, model, optimizer, verbose):
         self.model, self.optimizer, self.verbose = model, optimizer, verbose
@@ -185,104 +232,145 @@ class _Trainer:
             print(msg, file=sys.stderr)
 
 
-def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuffle=True, seed=0,
-        callbacks=(), transform=None, augment=None, verbose=True, history=None, initial_epoch=0):
-    """Train ``model`` on ``train = (images, labels)`` for ``epochs`` epochs.
+def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuffle=True, seed=None,
+        callbacks=(), transform=None, augment=None, verbose=True, history=None, initial_epoch=0,
+        validation_split=0.0):
+    """Train ``model`` on ``train = (images, labels)`` up to epoch ``epochs``.
 
+    As in Keras, ``epochs`` is the index of the final epoch and ``initial_epoch`` the
+    number already done: epochs ``initial_epoch + 1 .. epochs`` are trained (none when
+    they are equal). To resume a run, pass the checkpoint's epoch as ``initial_epoch``,
+    its history as ``history`` and the same ``seed``.
+
+    validation: a pair (images, labels) evaluated after every epoch (val_loss, val_acc,
+    what EarlyStopping / CheckpointBest monitor); or ``validation_split`` in [0, 1): the
+    last fraction of ``train`` held out for it (:func:`split_validation`).
     transform(batch) -> float array turns stored images into network input
     (default: uint8 -> [0, 1] float32). augment(batch, rng) runs on training
-    batches only, after transform, with a generator seeded from ``seed`` so the
-    draws differ per epoch but the run is reproducible. Returns a History.
+    batches only, after transform, with a generator seeded from ``seed`` (None: drawn
+    from the global generator of ``pyconvnet.manual_seed``) so the draws differ per
+    epoch but the run is reproducible. The model is in training mode (``train()``)
+    during the call and back in the mode it had afterwards. Returns a History.
     """
     x, y = _check_data(train, "train")
+    if validation_split:
+        if validation is not None:
+            raise ValueError("validation / validation_split: give at most one of them")
+        (x, y), validation = split_validation((x, y), validation_split)
     if validation is not None:
         validation = _check_data(validation, "validation")
-    epochs, batch_size = int(epochs), int(batch_size)
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
+    epochs, batch_size, initial_epoch = int(epochs), int(batch_size), int(initial_epoch)
+    if epochs < 0 or batch_size < 1 or initial_epoch < 0:
+        raise ValueError(f"epochs and initial_epoch must be >= 0 and batch_size >= 1, got epochs={epochs}, "
+                         f"initial_epoch={initial_epoch}, batch_size={batch_size}")
+    if epochs < initial_epoch:
+        raise ValueError(f"epochs: {epochs} is before initial_epoch={initial_epoch}; epochs is the index of the "
+                         f"final epoch (Keras), so to train {epochs} more pass epochs={initial_epoch + epochs}")
+    seed = draw_seed() if seed is None else int(seed)
     transform = transform or to_float
     trainer = _Trainer(model, optimizer, verbose)
     if history is not None:
         trainer.history = history
     for cb in callbacks:
         cb.on_train_begin(trainer)
-    with no_input_grad(model):
-        _run_epochs(model, x, y, epochs, batch_size, optimizer, loss, validation, shuffle, seed, callbacks,
-                    transform, augment, initial_epoch, trainer)
+    was_training = getattr(model, "training", None)
+    if hasattr(model, "train"):
+        model.train()
+    try:
+        with no_input_grad(model):
+            for epoch in range(initial_epoch, epochs):
+                rng = epoch_generator(model, seed, epoch)
+                if hasattr(optimizer, "set_epoch"):
+                    optimizer.set_epoch(epoch)
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch, trainer)
+                t0 = time.perf_counter()
+                logs, samples, train_seconds = _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle,
+                                                            transform, augment, rng, f"epoch {epoch + 1}/{epochs}",
+                                                            verbose, epoch)
+                if validation is not None:
+                    logs["val_loss"], logs["val_acc"] = _validate(model, validation, batch_size, loss, transform,
+                                                                  optimizer, epoch)
+                _record(trainer, epoch, logs, optimizer, samples, train_seconds, time.perf_counter() - t0)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs, trainer)
+                if trainer.stop:
+                    break
+    finally:
+        if was_training is not None and hasattr(model, "train"):
+            model.train(was_training)
     return trainer.history
 
 
-def _run_epochs(model, x, y, epochs, batch_size, optimizer, loss, validation, shuffle, seed, callbacks, transform,
-                augment, initial_epoch, trainer):
-    verbose = trainer.verbose
-    for epoch in range(initial_epoch, initial_epoch + epochs):
-        rng = epoch_generator(model, seed, epoch)
-        if hasattr(optimizer, "set_epoch"):
-            optimizer.set_epoch(epoch)
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch, trainer)
-        t0 = time.perf_counter()
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = _progress(len(x), f"epoch {epoch + 1}/{initial_epoch + epochs}", verbose)
-        for idx in _batches(len(x), batch_size, rng if shuffle else None):
-            xb = transform(x[idx])
-            if augment is not None:
-                xb = augment(xb, rng)
-            yb = y[idx]
-            logits = model.forward(xb, training=True)
-            batch_loss = float(loss.forward(logits, yb))
-            if not math.isfinite(batch_loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}, after {seen} samples: loss is {batch_loss}. "
-                    f"Lower the learning rate (now {getattr(optimizer, 'lr', '?')}) or check the input scaling.")
-            model.backward(loss.backward())
-            optimizer.step()
-            n = len(idx)
-            total_loss += batch_loss * n
-            if yb.ndim == 1:
-                correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
-            seen += n
-            elapsed = time.perf_counter() - t0
-            bar.update(n, loss=total_loss / seen, acc=correct / seen, rate=seen / max(elapsed, 1e-9))
-        bar.close()
-        # The loss check above sees each update's effect only at the next batch: the
-        # epoch's last update is checked here (weights, then the validation loss).
-        params = getattr(model, "params", None)
-        bad = [k for k, p in (params.items() if isinstance(params, dict) else ()) if not np.isfinite(p).all()]
-        if bad:
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch + 1}: the weights {bad[:3]} became NaN or infinite. "
-                f"Lower the learning rate (now {getattr(optimizer, 'lr', '?')}) or check the input scaling.")
-        logs = {"loss": total_loss / seen, "acc": correct / seen if y.ndim == 1 else None,
-                "val_loss": None, "val_acc": None}
-        if validation is not None:
-            logs["val_loss"], logs["val_acc"] = evaluate(model, validation, batch_size=max(batch_size, 256),
-                                                         loss=loss, transform=transform)
-            if not math.isfinite(logs["val_loss"]):
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}: the validation loss is {logs['val_loss']}. "
-                    f"Lower the learning rate (now {getattr(optimizer, 'lr', '?')}) or check the input scaling "
-                    f"(of the validation images too).")
-        seconds = time.perf_counter() - t0
-        h = trainer.history
-        h.epoch.append(epoch + 1)
-        h.train_loss.append(logs["loss"])
-        h.train_acc.append(logs["acc"])
-        h.val_loss.append(logs["val_loss"])
-        h.val_acc.append(logs["val_acc"])
-        h.lr.append(getattr(optimizer, "lr", None))
-        h.seconds.append(seconds)
-        msg = f"epoch {epoch + 1}: loss {logs['loss']:.4f}"
-        if logs["acc"] is not None:
-            msg += f" acc {logs['acc']:.4f}"
-        if validation is not None:
-            msg += f" | val_loss {logs['val_loss']:.4f} val_acc {logs['val_acc']:.4f}"
-        trainer.log(msg + f" | {seconds:.1f} s ({seen / seconds:.0f} samples/s)")
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs, trainer)
-        if trainer.stop:
-            break
+def _diverged(epoch, what, optimizer, extra=""):
+    return TrainingDiverged(f"training diverged at epoch {epoch + 1}{what}. Lower the learning rate (now "
+                            f"{getattr(optimizer, 'lr', '?')}) or check the input scaling{extra}.")
+
+
+def _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle, transform, augment, rng, desc, verbose,
+                 epoch):
+    """One pass of training steps over (x, y); returns (logs, samples seen, seconds of the steps)."""
+    t0 = time.perf_counter()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = _progress(len(x), desc, verbose)
+    for idx in _batches(len(x), batch_size, rng if shuffle else None):
+        xb = transform(x[idx])
+        if augment is not None:
+            xb = augment(xb, rng)
+        yb = y[idx]
+        logits = model.forward(xb, training=True)
+        batch_loss = float(loss.forward(logits, yb))
+        if not math.isfinite(batch_loss):
+            bar.close()
+            raise _diverged(epoch, f", after {seen} samples: loss is {batch_loss}", optimizer)
+        model.backward(loss.backward())
+        optimizer.step()
+        n = len(idx)
+        total_loss += batch_loss * n
+        if yb.ndim == 1:
+            correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+        seen += n
+        elapsed = time.perf_counter() - t0
+        bar.update(n, loss=total_loss / seen, acc=correct / seen, rate=seen / max(elapsed, 1e-9))
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    # The loss check above sees each update's effect only at the next batch: the
+    # epoch's last update is checked here (weights, then the validation loss).
+    params = getattr(model, "params", None)
+    bad = [k for k, p in (params.items() if isinstance(params, dict) else ()) if not np.isfinite(p).all()]
+    if bad:
+        raise _diverged(epoch, f": the weights {bad[:3]} became NaN or infinite", optimizer)
+    logs = {"loss": total_loss / seen, "acc": correct / seen if y.ndim == 1 else None, "val_loss": None,
+            "val_acc": None}
+    return logs, seen, train_seconds
+
+
+def _validate(model, validation, batch_size, loss, transform, optimizer, epoch):
+    """(val_loss, val_acc) after an epoch; a non-finite loss is divergence."""
+    val_loss, val_acc = evaluate(model, validation, batch_size=max(batch_size, 256), loss=loss, transform=transform)
+    if not math.isfinite(val_loss):
+        raise _diverged(epoch, f": the validation loss is {val_loss}", optimizer, " (of the validation images too)")
+    return val_loss, val_acc
+
+
+def _record(trainer, epoch, logs, optimizer, samples, train_seconds, seconds):
+    """Appends the epoch to the history and logs its line (samples/s: training steps only)."""
+    h = trainer.history
+    h.epoch.append(epoch + 1)
+    h.train_loss.append(logs["loss"])
+    h.train_acc.append(logs["acc"])
+    h.val_loss.append(logs["val_loss"])
+    h.val_acc.append(logs["val_acc"])
+    h.lr.append(getattr(optimizer, "lr", None))
+    h.seconds.append(seconds)
+    h.train_seconds.append(train_seconds)
+    msg = f"epoch {epoch + 1}: loss {logs['loss']:.4f}"
+    if logs["acc"] is not None:
+        msg += f" acc {logs['acc']:.4f}"
+    if logs["val_loss"] is not None:
+        msg += f" | val_loss {logs['val_loss']:.4f} val_acc {logs['val_acc']:.4f}"
+    rate = samples / max(train_seconds, 1e-9)
+    trainer.log(msg + f" | {seconds:.1f} s ({rate:.0f} samples/s training)")
 
 
 def predict(model, images, batch_size=256, transform=None):
@@ -297,17 +385,20 @@ def predict(model, images, batch_size=256, transform=None):
 
 
 def evaluate(model, data, batch_size=256, loss=None, transform=None):
-    """(mean loss or None, accuracy) of ``model`` on ``data = (images, labels)``."""
+    """(mean loss, accuracy) of ``model`` on ``data = (images, labels)``, inference mode.
+
+    loss: any loss with ``forward(logits, labels) -> float``; None is softmax
+    cross-entropy, the zoo's training loss (Keras reports the model's loss the same way)."""
     x, y = _check_data(data, "data")
+    loss = SoftmaxCrossEntropy() if loss is None else loss
     total, correct = 0.0, 0
     transform = transform or to_float
     for s in range(0, len(x), batch_size):
         logits = model.forward(transform(x[s:s + batch_size]), training=False)
         yb = y[s:s + batch_size]
-        if loss is not None:
-            total += float(loss.forward(logits, yb)) * len(yb)
+        total += float(loss.forward(logits, yb)) * len(yb)
         correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
-    return (total / len(x) if loss is not None else None), correct / len(x)
+    return total / len(x), correct / len(x)
 
 
 class _NoBar:

@@ -182,9 +182,9 @@ def _run(model, opt, data, epochs, **kw):
 
 @pytest.mark.parametrize("name, opt_cls, n", [("lenet5", optim.MomentumSGD, 64), ("keras_cnn", optim.Adam, 32)])
 def test_resume_equals_uninterrupted(tmp_path, name, opt_cls, n):
-    """2 epochs straight == 1 epoch, save, load (model, optimizer, history), 1 more epoch
-    with initial_epoch=1. keras_cnn has Dropout: fit reseeds it from (seed, epoch),
-    so resuming replays the same masks."""
+    """2 epochs straight == 1 epoch, save, load (model, optimizer, history), then epoch 2
+    with initial_epoch=1, epochs=2 (Keras semantics: epochs is the final epoch). keras_cnn has
+    Dropout: fit reseeds it from (seed, epoch), so resuming replays the same masks."""
     data = toy_data(n)
     a = models.build(name, (1, 28, 28))
     opt_a = opt_cls(a.parameters(), lr=0.01)
@@ -201,13 +201,14 @@ def test_resume_equals_uninterrupted(tmp_path, name, opt_cls, n):
     opt_c = opt_cls(c.parameters(), lr=0.123)
     opt_c.load_state_dict(ck.optimizer_state)
     history = History.from_dict(ck.meta["history"])
-    h_c = _run(c, opt_c, data, 1, history=history, initial_epoch=ck.meta["epoch"])
+    h_c = _run(c, opt_c, data, 2, history=history, initial_epoch=ck.meta["epoch"])  # Keras: 2 = the final epoch
 
     assert h_c is history
     assert_state_equal(c.state_dict(), a.state_dict())
     assert_state_equal(opt_c.state_dict(), opt_a.state_dict())
     da, dc = h_a.as_dict(), h_c.as_dict()
-    da.pop("seconds"), dc.pop("seconds")
+    for d in (da, dc):
+        d.pop("seconds"), d.pop("train_seconds")
     assert dc == da and dc["epoch"] == [1, 2]
 
 
@@ -377,3 +378,56 @@ def test_checkpoints_written_by_version_0_1_still_load(name, key):
         assert ck.optimizer_name == "Adam" and ck.optimizer_state
         opt = optim.Adam(ck.model.parameters(), lr=1e-2)
         opt.load_state_dict(ck.optimizer_state)
+        # 0.1.0 stored no hyper-parameters: Checkpoint.optimizer() says how to rebuild it by hand
+        with pytest.raises(CheckpointError, match=r"written by pyconvnet 0\.1\.0.*load_state_dict"):
+            ck.optimizer()
+
+
+# ------------------------------------------------------------------ Checkpoint.optimizer()
+@pytest.mark.parametrize("make", [
+    lambda m: optim.Adam(m.parameters(), lr=3e-3, beta1=0.8, weight_decay=1e-4),
+    lambda m: optim.MomentumSGD(m.parameters(), lr=0.02, momentum=0.7, scheduler=optim.CosineAnnealing(T_max=4)),
+    lambda m: optim.AdaDelta(m.parameters(), lr=1.0, rho=0.9),
+])
+def test_checkpoint_rebuilds_the_optimizer(tmp_path, make):
+    """ck.optimizer(): the same class, hyper-parameters, schedule and state, without
+    rebuilding it by hand; training on with it equals training on with the original."""
+    data = toy_data(32)
+    a = models.build("lenet5", (1, 28, 28))
+    opt_a = make(a)
+    _run(a, opt_a, data, 1)
+    save_checkpoint(tmp_path / "ck.npz", a, opt_a, meta={"epoch": 1})
+    ck = load_checkpoint(tmp_path / "ck.npz")
+    opt_b = ck.optimizer()
+    assert type(opt_b) is type(opt_a) and opt_b.config() == opt_a.config()
+    assert_state_equal(opt_b.state_dict(), opt_a.state_dict())
+    _run(a, opt_a, data, 2, initial_epoch=ck.epoch)
+    _run(ck.model, opt_b, data, 2, initial_epoch=ck.epoch)
+    assert_state_equal(ck.model.state_dict(), a.state_dict())
+    assert_state_equal(opt_b.state_dict(), opt_a.state_dict())
+
+
+def test_checkpoint_optimizer_overrides_and_errors(tmp_path):
+    m = models.build("mlp3", (1, 28, 28))
+    opt = optim.SGD(m.parameters(), lr=0.1, scheduler=lambda e: 0.1 / (e + 1))
+    save_checkpoint(tmp_path / "f.npz", m, opt)
+    ck = load_checkpoint(tmp_path / "f.npz")
+    with pytest.raises(CheckpointError, match=r"scheduler was a Python function.*optimizer\(scheduler=\.\.\.\)"):
+        ck.optimizer()
+    o = ck.optimizer(scheduler=optim.StepLR(2, 0.5))
+    assert isinstance(o.scheduler, optim.StepLR) and o.base_lr == 0.1
+    save_checkpoint(tmp_path / "none.npz", m)
+    with pytest.raises(CheckpointError, match="holds no optimizer"):
+        load_checkpoint(tmp_path / "none.npz").optimizer()
+    assert load_checkpoint(tmp_path / "none.npz").epoch == 0
+
+
+def test_text_file_is_not_a_checkpoint_and_no_unpickling_advice(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("lr = 0.05\n")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(notes)
+    assert "not a .npz checkpoint" in str(e.value) and "pickle" not in str(e.value)
+    np.save(tmp_path / "a.npy", np.arange(3))
+    with pytest.raises(CheckpointError, match=r"a \.npy array"):
+        load_checkpoint(tmp_path / "a.npy")

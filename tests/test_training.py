@@ -44,7 +44,7 @@ def assert_same_weights(a, b):
 
 def history_wo_time(h):
     d = h.as_dict()
-    d.pop("seconds")
+    d.pop("seconds"), d.pop("train_seconds")
     return d
 
 
@@ -477,11 +477,129 @@ def test_evaluate_batching_and_values(trained):
     logits = predict(trained, data[0])
     assert a256 == np.mean(np.argmax(logits, axis=1) == data[1])
     assert l256 == pytest.approx(float(losses.SoftmaxCrossEntropy().forward(logits, data[1])), rel=1e-6)
-    none_loss, acc = evaluate(trained, data)
-    assert none_loss is None and acc == a256
+    # no loss given: softmax cross-entropy, the zoo's training loss (Keras reports the loss too)
+    default_loss, acc = evaluate(trained, data)
+    assert default_loss == l256 and acc == a256
 
 
 def test_evaluate_bad_data(trained):
     x, y = toy_data(8)
     with pytest.raises(ValueError, match="8 images but 7 labels"):
         evaluate(trained, (x, y[:7]))
+
+
+# ------------------------------------------------------------------ Keras's epochs, validation split, modes
+def test_epochs_is_the_final_epoch_as_in_keras():
+    """fit(initial_epoch=1, epochs=2) trains one epoch, the second (Keras); it equals the
+    second epoch of an uninterrupted fit(epochs=2)."""
+    data = toy_data(48)
+    straight, _, h2 = train(model=lenet(), data=data, epochs=2, seed=3)
+    resumed, opt, h1 = train(model=lenet(), data=data, epochs=1, seed=3)
+    h = fit(resumed, data, epochs=2, batch_size=32, optimizer=opt, loss=losses.SoftmaxCrossEntropy(), seed=3,
+            verbose=False, initial_epoch=1)
+    assert h.epoch == [2]
+    assert_same_weights(weights(resumed), weights(straight))
+    # epochs == initial_epoch: nothing to do; before it: an error that says what epochs means
+    assert fit(resumed, data, 2, 32, opt, losses.SoftmaxCrossEntropy(), verbose=False, initial_epoch=2).epoch == []
+    with pytest.raises(ValueError, match=r"epochs: 1 is before initial_epoch=2; epochs is the index of the final "
+                                         r"epoch \(Keras\), so to train 1 more pass epochs=3"):
+        fit(resumed, data, 1, 32, opt, losses.SoftmaxCrossEntropy(), verbose=False, initial_epoch=2)
+
+
+def test_split_validation_holds_out_the_last_fraction():
+    from pyconvnet.training import split_validation
+
+    x, y = toy_data(40)
+    (xt, yt), (xv, yv) = split_validation((x, y), 0.25)
+    assert len(xt) == 30 and len(xv) == 10
+    np.testing.assert_array_equal(xv, x[30:])
+    np.testing.assert_array_equal(yt, y[:30])
+    assert split_validation((x, y), 0.0)[1] is None
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"^validation_split: expected a fraction in \[0, 1\)"):
+            split_validation((x, y), bad)
+    with pytest.raises(ValueError, match="leaves 0 for validation"):
+        split_validation((x[:3], y[:3]), 0.1)
+
+
+def test_fit_validation_split_equals_explicit_validation():
+    data = toy_data(40)
+    m1, _, h1 = train(data=data, epochs=1, validation_split=0.25)
+    m2, _, h2 = train(data=(data[0][:30], data[1][:30]), epochs=1, validation=(data[0][30:], data[1][30:]))
+    assert_same_weights(weights(m1), weights(m2))
+    assert history_wo_time(h1) == history_wo_time(h2)
+    with pytest.raises(ValueError, match="give at most one"):
+        train(data=data, epochs=1, validation_split=0.25, validation=data)
+
+
+def test_samples_per_second_counts_training_steps_only(capsys):
+    """The validation pass is in the epoch's seconds, not in train_seconds, which the
+    printed samples/s divides by."""
+    import re
+
+    model = lenet()
+    h = fit(model, toy_data(32), 1, 16, optim.SGD(model.parameters(), lr=0.01), losses.SoftmaxCrossEntropy(),
+            validation=toy_data(600, seed=1), verbose=True)
+    assert h.train_seconds[0] < h.seconds[0]
+    rate = float(re.search(r"\(([\d.]+) samples/s training\)", capsys.readouterr().err).group(1))
+    assert rate == pytest.approx(32 / h.train_seconds[0], rel=0.01, abs=1)
+
+
+def test_fit_trains_in_train_mode_and_restores_the_mode():
+    m = models.build("keras_cnn", (1, 28, 28))
+    modes = []
+
+    class Spy(LRSchedule):  # records the model's mode while fit runs
+        def on_epoch_begin(self, epoch, trainer):
+            modes.append(trainer.model.training)
+
+    assert m.training is False  # a new model starts in eval mode: m(x) == m.forward(x)
+    train(model=m, data=toy_data(16), epochs=1, callbacks=[Spy(None)])
+    assert modes == [True] and m.training is False
+    m.train()
+    train(model=m, data=toy_data(16), epochs=1)
+    assert m.training is True
+
+
+def test_monitors_resume_from_the_history(tmp_path):
+    """CheckpointBest and EarlyStopping given a resumed history start from its best value:
+    a worse first resumed epoch writes no best.npz and counts toward the patience."""
+    t = _FakeTrainer(model=lenet())
+    t.optimizer = optim.SGD(t.model.parameters(), lr=0.1)
+    t.history.val_acc.extend([0.5, 0.9, 0.8])
+    t.history.val_loss.extend([1.0, 0.4, 0.6])
+    cb = CheckpointBest(tmp_path / "best.npz", monitor="val_acc")
+    cb.on_train_begin(t)
+    assert cb.best == 0.9
+    cb.on_epoch_end(3, {"val_acc": 0.85}, t)
+    assert not (tmp_path / "best.npz").exists()
+    cb.on_epoch_end(4, {"val_acc": 0.95}, t)
+    assert (tmp_path / "best.npz").exists()
+    es = EarlyStopping(monitor="val_loss", patience=2)
+    es.on_train_begin(t)
+    assert es.best == 0.4 and es.wait == 1  # one epoch (0.6) since the best
+    es.on_epoch_end(3, {"val_loss": 0.5}, t)
+    assert t.stop
+
+
+def test_global_seed_makes_unseeded_runs_reproducible():
+    """pyconvnet.manual_seed: layers built without rng/seed, Dropout without seed and fit
+    without seed all draw from it."""
+    import pyconvnet
+    from pyconvnet import layers as L
+
+    def run():
+        pyconvnet.manual_seed(11)
+        m = L.Sequential(L.Flatten(), L.Linear(784, 32), L.ReLU(), L.Dropout(0.3), L.Linear(32, 10))
+        fit(m, toy_data(32), 1, 8, optim.SGD(m.parameters(), lr=0.05), losses.SoftmaxCrossEntropy(), verbose=False)
+        return weights(m)
+
+    a, b = run(), run()
+    assert_same_weights(a, b)
+    pyconvnet.manual_seed(12)
+    c = L.Linear(784, 32)
+    assert not np.array_equal(c.params["weight"], a["layers.1.weight"])
+    with pytest.raises(ValueError, match="^seed: expected a non-negative int"):
+        pyconvnet.manual_seed(-1)
+    with pytest.raises(TypeError, match="^seed"):
+        pyconvnet.manual_seed(1.5)

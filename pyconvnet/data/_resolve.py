@@ -33,14 +33,43 @@ from ._io import PathLike, read_bytes, sha256_hex
 log = logging.getLogger("pyconvnet.data")
 
 ENV_VAR = "PYCONVNET_DATA"
+_ROOT_LABEL = "root= argument"
 SYSTEM_ROOTS: Tuple[Path, ...] = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """The data set's files were found nowhere and could not be downloaded.
 
-    The message lists every folder searched and how to provide the files.
+    The message lists every folder searched and how to provide the files, in the
+    words of the Python API (``root=``, ``download=True``); a front end with other
+    words for them (the command line's ``--data-root``) calls :meth:`explain`.
     """
+
+    def __init__(self, msg: str = "", parts: Optional[dict] = None):
+        super().__init__(msg)
+        self.parts = parts
+
+    def explain(self, root_option: str = "root=DIR", root_label: str = "root= argument",
+                download_option: Optional[str] = "allow download=True") -> str:
+        """The message with these words for the explicit folder and the download switch
+        (``download_option=None``: downloading is always tried there, so no advice)."""
+        if self.parts is None:
+            return str(self)
+        return _not_found_message(**self.parts, root_option=root_option, root_label=root_label,
+                                  download_option=download_option)
+
+
+def _not_found_message(title, names, looked, why, subdir, source, dest, root_option, root_label,
+                       download_option) -> str:
+    folders = "\n".join(f"  - {d} ({root_label if label == _ROOT_LABEL else label}){note}"
+                        for d, label, note in looked)
+    fetch = (f"; or {download_option} on a machine with network access, which fetches them from {source} "
+             f"into {dest}" if download_option else f"; with network access they are downloaded from {source} "
+             f"into {dest} and verified")
+    return (f"{title} data set not found. Looked for the files {names} in these folders, in order:\n{folders}\n"
+            f"{why} To provide the files, put them (raw or gzip'd) in a folder DIR or DIR/{subdir} and either "
+            f"pass {root_option} or set the environment variable {ENV_VAR}=DIR (several folders may be joined "
+            f"with '{os.pathsep}'){fetch}.")
 
 
 class ChecksumError(ValueError):
@@ -127,7 +156,7 @@ def search_roots(root: Optional[PathLike] = None) -> List[Tuple[Path, str]]:
     """The roots searched, in order, each with a label saying where it came from."""
     roots: List[Tuple[Path, str]] = []
     if root is not None:
-        roots.append((Path(os.path.expanduser(os.fspath(root))), "root= argument"))
+        roots.append((Path(os.path.expanduser(os.fspath(root))), _ROOT_LABEL))
     for part in os.environ.get(ENV_VAR, "").split(os.pathsep):
         if part.strip():
             roots.append((Path(os.path.expanduser(part.strip())), f"${ENV_VAR}"))
@@ -166,7 +195,7 @@ def locate(spec: Spec, root: Optional[PathLike] = None, download: bool = True) -
     """Return ``{canonical name: path}`` for every file of ``spec``, all from the
     first folder on the search path that holds the complete set, downloading
     into the cache if none does.  Raises :class:`DatasetNotFoundError`."""
-    looked: List[str] = []
+    looked: List[Tuple[Path, str, str]] = []
     for d, label in _candidate_dirs(spec, root):
         found = _find_in(d, spec.files)
         if len(found) == len(spec.files):
@@ -176,7 +205,7 @@ def locate(spec: Spec, root: Optional[PathLike] = None, download: bool = True) -
         if found:
             missing = [n for n in spec.files if n not in found]
             note = f" [incomplete: has {len(found)} of {len(spec.files)} files, missing {', '.join(missing)}]"
-        looked.append(f"  - {d} ({label}){note}")
+        looked.append((d, label, note))
 
     dest = cache_dir() / spec.subdirs[0]
     if download:
@@ -190,16 +219,11 @@ def locate(spec: Spec, root: Optional[PathLike] = None, download: bool = True) -
     else:
         why = "Download was not attempted (download=False)."
         cause = None
-    names = ", ".join(f"{n}[.gz]" for n in spec.files)
-    msg = (
-        f"{spec.title} data set not found. Looked for the files {names} in these folders, in order:\n"
-        + "\n".join(looked)
-        + f"\n{why} To provide the files, put them (raw or gzip'd) in a folder DIR or DIR/{spec.subdirs[0]} "
-        f"and either pass root=DIR or set the environment variable {ENV_VAR}=DIR (several folders may be "
-        f"joined with '{os.pathsep}'); or allow download=True on a machine with network access, which "
-        f"fetches them from {spec.archive_url or spec.mirrors[0]} into {dest}."
-    )
-    raise DatasetNotFoundError(msg) from cause
+    parts = dict(title=spec.title, names=", ".join(f"{n}[.gz]" for n in spec.files), looked=looked, why=why,
+                 subdir=spec.subdirs[0], source=spec.archive_url or spec.mirrors[0], dest=dest)
+    err = DatasetNotFoundError("", parts)
+    err.args = (err.explain(),)
+    raise err from cause
 
 
 def load_bytes(spec: Spec, name: str, path: Path, verify: bool = True) -> bytes:

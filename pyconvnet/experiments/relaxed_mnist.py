@@ -156,7 +156,7 @@ def run(args):
 
 
 def _run(args):
-    from .. import _process
+    from .. import _process, get_num_threads
     from ..functional import grid_index
     from ..metrics import field_distance
     from ..models import grid_cnn, matched_hidden, matched_mlp
@@ -215,6 +215,7 @@ def _run(args):
         res["train_seconds"][name] = secs
         del data, xtr, ytr, xte, yte
     res["peak_rss_mib"] = _process.peak_rss_mib()
+    res["threads"] = get_num_threads()
     res["total_seconds"] = time.perf_counter() - t_start
     table = format_table(res, args)
     print(table)
@@ -251,7 +252,7 @@ def format_table(res, args):
                   f"{res['reference_distance']['grid3x3']:.2f} px, uniformly random fields "
                   f"{res['reference_distance']['random']:.2f} px. Peak RSS (whole run) "
                   f"{res['peak_rss_mib']:.0f} MiB; total {res['total_seconds'] / 60:.1f} min "
-                  f"({args.threads} thread(s))."]
+                  f"({res['threads']} thread(s))."]
     return "\n".join(lines)
 
 
@@ -268,7 +269,8 @@ def add_arguments(p):
     p.add_argument("--search-epochs", type=int, help="passes over the search subset")
     p.add_argument("--search-samples", type=int, help="train (and validation) samples for the search")
     p.add_argument("--epochs", type=int, help="training epochs of the final models")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="mini-batch size of the search and the training (default 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the final training")
     p.add_argument("--search-lr", type=float, default=0.05, help="momentum-SGD learning rate of W in the search")
     p.add_argument("--r-lr", type=float, default=0.05, help="Adam learning rate of R")
@@ -278,11 +280,12 @@ def add_arguments(p):
     p.add_argument("--no-random-fields", dest="random_fields", action="store_false",
                    help="skip the random-receptive-field ablation")
     p.add_argument("--limit", type=int, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the search split and the shuffling (default 0)")
     p.add_argument("--perm-seed", type=int, default=0, help="seed of the pixel permutation")
-    p.add_argument("--threads", type=int, default=1, help="kernel threads (default 1: a shared machine)")
+    p.add_argument("--threads", type=int, help="kernel threads (default: all cores or OMP_NUM_THREADS, as train)")
     p.add_argument("--data-root", help="folder with the MNIST files (default: $PYCONVNET_DATA, cache)")
-    p.add_argument("--out", default="runs/relaxed-mnist", help="output folder")
+    p.add_argument("--out", default="runs/relaxed-mnist", help="output folder (default runs/relaxed-mnist)")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress lines")
     return p
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _core
 from .._args import as_float, as_int, float_array
+from .._random import draw_seed
 
 __all__ = ["relu", "relu_backward", "sigmoid", "sigmoid_backward", "dropout", "dropout_backward", "gelu", "gelu_backward",
            "erf", "erf_backward", "hardtanh", "hardtanh_backward", "log_softmax", "log_softmax_backward"]
@@ -37,19 +38,23 @@ def _dropout_p(p):
     return p
 
 
-def dropout(x, p, seed):
-    """Inverted dropout (training mode): returns (y, mask), y = x * mask / (1 - p), mask a bool
-    array of x's shape, each element dropped with probability p in [0, 1).
+def dropout(x, p=0.5, seed=None, *, return_mask=False):
+    """Inverted dropout (training mode): y = x * mask / (1 - p), each element dropped with
+    probability p in [0, 1). Returns y, as torch's dropout; with ``return_mask=True``
+    returns (y, mask), mask a bool array of x's shape, which :func:`dropout_backward` takes.
 
     The mask is a pure function of (seed, x.size): element i is kept when a 32-bit hash of
-    (i, seed) is at least p * 2^32, so it is the same for any thread count. seed: an int in
-    [0, 2^64) (draw a fresh one per call, e.g. from a numpy Generator)."""
+    (i, seed) is at least p * 2^32, so it is the same for any thread count, and the same
+    seed gives it back (``dropout(ones, p, seed, return_mask=True)``). seed: an int in
+    [0, 2^64) (draw a fresh one per call, e.g. from a numpy Generator); None draws one
+    from the global generator (``pyconvnet.manual_seed``)."""
     x = float_array(x, "x")
     p = _dropout_p(p)
-    seed = as_int(seed, "seed")
+    seed = draw_seed() if seed is None else as_int(seed, "seed")
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
-    return _core.dropout_forward(x, p, seed)
+    y, mask = _core.dropout_forward(x, p, seed)
+    return (y, mask) if return_mask else y
 
 
 def dropout_backward(grad_out, mask, p):

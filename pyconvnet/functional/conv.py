@@ -15,6 +15,25 @@ def conv2d_output_size(in_size, kernel_size, stride=1, padding=0, dilation=1):
     return (_core.conv_out_size(h, kh, sh, 2 * ph, dh), _core.conv_out_size(w, kw, sw, 2 * pw, dw))
 
 
+# The bundled OpenBLAS takes 32-bit sizes (csrc/bind/checks.h, check_blas_size).
+_BLAS_MAX = 2**31 - 2
+
+
+def _check_columns(rows, out, bare, padding, x_shape, what="the im2col buffer"):
+    """Refuses a column buffer (rows x OH*OW, ``out`` = (OH, OW)) larger than the 32-bit BLAS
+    takes, naming the argument that made it so: ``padding`` when the output without it
+    (``bare``) would fit, else x."""
+    oh, ow = out
+    if rows * oh * ow <= _BLAS_MAX:
+        return
+    if rows * max(bare[0], 1) * max(bare[1], 1) <= _BLAS_MAX:
+        raise ValueError(f"padding: {padding} makes the output {oh}x{ow} for x {tuple(x_shape)}, and {what} "
+                         f"({rows} x {oh * ow} = {rows * oh * ow} values) is more than the 32-bit BLAS takes "
+                         f"(at most {_BLAS_MAX}); use a smaller padding")
+    raise ValueError(f"x: an input of shape {tuple(x_shape)} makes {what} {rows} x {oh * ow} = {rows * oh * ow} "
+                     f"values, more than the 32-bit BLAS takes (at most {_BLAS_MAX}); use smaller images")
+
+
 def _conv_padding(padding, kernel, stride, dilation):
     """Padding as (top, bottom, left, right); 'same' puts the odd extra at the end (torch)."""
     if isinstance(padding, str):
@@ -67,6 +86,10 @@ def _check_conv(x, weight, bias, stride, padding, dilation, groups):
         raise ValueError(
             f"weight: kernel ({kh}, {kw}) with dilation {dilation} spans ({eh}, {ew}), larger than the padded "
             f"input ({h + pad[0] + pad[1]}, {w + pad[2] + pad[3]}) of x {x.shape}")
+    out = (_core.conv_out_size(h, kh, stride[0], pad[0] + pad[1], dilation[0]),
+           _core.conv_out_size(w, kw, stride[1], pad[2] + pad[3], dilation[1]))
+    bare = ((h - eh) // stride[0] + 1, (w - ew) // stride[1] + 1)
+    _check_columns(cg * kh * kw, out, bare, padding, x.shape)
     if bias is not None:
         bias = float_array(bias, "bias", x.dtype)
         if bias.shape != (o,):
@@ -190,6 +213,8 @@ def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
     if oh < 1 or ow < 1:
         raise ValueError(f"kernel_size: {k} with dilation {d} is larger than the padded input "
                          f"({x.shape[2] + 2 * p[0]}, {x.shape[3] + 2 * p[1]}) of x {x.shape}")
+    bare = [(n - d_ * (k_ - 1) - 1) // s_ + 1 for n, k_, d_, s_ in zip(x.shape[2:], k, d, s)]
+    _check_columns(x.shape[1] * k[0] * k[1], (oh, ow), bare, padding, x.shape, "the column buffer")
     y = _core.unfold(x, k, d, p, s)
     return y[0] if unb else y
 

@@ -182,7 +182,7 @@ class Dropout(Layer):
             self._cache = (mask, x.shape)
             return np.zeros_like(x)
         # one draw from our generator seeds the C++ counter-based mask of this call
-        y, mask = F.dropout(x, self.p, int(self._rng.integers(0, 2**64, dtype=np.uint64)))
+        y, mask = F.dropout(x, self.p, int(self._rng.integers(0, 2**64, dtype=np.uint64)), return_mask=True)
         self._cache = (mask, x.shape)
         return y
 

@@ -112,17 +112,37 @@ class Layer:
         return self._cache
 
     def _input(self, x, name="x"):
-        """x as a float ndarray; for layers with parameters, of the parameters' dtype."""
-        x = float_array(x, name)
+        """x as a float ndarray; for layers with parameters, of the parameters' dtype
+        (a Python list becomes that dtype)."""
         dtype = getattr(self, "dtype", None)
+        x = float_array(x, name, dtype if isinstance(x, (list, tuple)) else None)
         if dtype is not None and x.dtype != dtype:
             raise TypeError(f"{name}: expected dtype {dtype} (the dtype of {type(self).__name__}'s parameters; "
                             f"convert the input, or the layer with .astype()), got {x.dtype}")
         return x
 
     # ------------------------------------------------------------ public API
-    def __call__(self, x, training=False):
-        return self.forward(x, training=training)
+    # The mode model(x) runs in (torch's ``training`` flag). A new layer starts in eval
+    # mode, unlike torch, so that model(x) and forward(x) (whose default is
+    # training=False) agree: call train() before a hand-written training loop; fit()
+    # does it for you and restores the mode it found.
+    training = False
+
+    def __call__(self, x, training=None):
+        """forward(x, training); ``training=None`` takes the layer's mode (train() / eval())."""
+        return self.forward(x, training=self.training if training is None else bool(training))
+
+    def train(self, mode=True):
+        """Puts this layer and every layer inside it in training mode (mode=False: eval mode);
+        model(x) then uses it (Dropout drops, BatchNorm uses batch statistics). Returns self."""
+        self.training = bool(mode)
+        for _, child in self._children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        """Inference mode: ``train(False)``. Returns self."""
+        return self.train(False)
 
     def _collect(self, attr):
         out = dict(getattr(self, attr))

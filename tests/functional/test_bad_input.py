@@ -61,6 +61,13 @@ CASES = {
     "conv2d same with stride 2": (lambda: F.conv2d(X, W, groups=2, padding="same", stride=2), ValueError,
                                   r"^padding.*same"),
     "conv2d unknown padding string": (lambda: F.conv2d(X, W, groups=2, padding="full"), ValueError, r"^padding"),
+    # caught in Python, naming padding, before the C++ check of the 32-bit BLAS size
+    "conv2d huge padding": (lambda: F.conv2d(a(1, 1, 2, 2), a(1, 1, 1, 1), padding=100000), ValueError,
+                            r"^padding: 100000 makes the output 200002x200002 for x \(1, 1, 2, 2\), and the im2col "
+                            r"buffer \(1 x 40000800004 = 40000800004 values\) is more than the 32-bit BLAS takes"),
+    "conv2d_backward huge padding": (
+        lambda: F.conv2d_backward(a(1, 1, 3, 3), a(1, 1, 2, 2), a(1, 1, 1, 1), padding=(3, 2**30)), ValueError,
+        r"^padding: \(3, 1073741824\) makes"),
     "conv2d bias shape": (lambda: F.conv2d(X, W, a(5), groups=2), ValueError, r"^bias"),
     "conv2d bias 2-D": (lambda: F.conv2d(X, W, a(6, 1), groups=2), ValueError, r"^bias"),
     # ------------------------------------------------------------ conv2d_backward
@@ -114,6 +121,10 @@ CASES = {
     "unfold stride 0": (lambda: F.unfold(X, 2, stride=0), ValueError, r"^stride"),
     "unfold dilation 0": (lambda: F.unfold(X, 2, dilation=(1, 0)), ValueError, r"^dilation"),
     "unfold negative padding": (lambda: F.unfold(X, 2, padding=-1), ValueError, r"^padding"),
+    "unfold huge padding": (lambda: F.unfold(a(1, 1, 2, 2), 1, padding=100000), ValueError,
+                            r"^padding: 100000 makes the output .*column buffer.*32-bit BLAS"),
+    "conv2d list x, float64 weight": (lambda: F.conv2d(X.tolist(), W, groups=2), TypeError,
+                                      r"^weight: expected dtype float32"),
     "fold cols rank 4": (lambda: F.fold(a(1, 4, 9, 1), (4, 4), 2), ValueError, r"^cols"),
     "fold cols rank 1": (lambda: F.fold(a(4), (4, 4), 2), ValueError, r"^cols"),
     "fold cols int": (lambda: F.fold(np.zeros((1, 4, 9), int), (4, 4), 2), TypeError, r"^cols"),
@@ -368,3 +379,27 @@ def test_max_pool2d_huge_padding_does_not_hang():
         assert r.stdout.strip() == str([3.0] * 9)
     else:
         assert re.search(r"^(ValueError|TypeError): .*(kernel_size|padding)", r.stderr, re.M), r.stderr[-2000:]
+
+
+def test_column_buffer_too_large_for_the_input_names_x():
+    from pyconvnet.functional.conv import _check_columns
+
+    with pytest.raises(ValueError, match=r"^x: an input of shape \(1, 9, 50000, 50000\) makes the im2col buffer"):
+        _check_columns(9, (50000, 50000), (50000, 50000), 0, (1, 9, 50000, 50000))
+    _check_columns(9, (100, 100), (100, 100), 0, (1, 9, 100, 100))  # fits: no error
+
+
+def test_python_lists_become_float32_not_float64():
+    """A list is not an array yet: it becomes float32 (torch's default dtype, the weights'),
+    or the dtype of x for the other arguments, instead of float64 and a dtype error about x."""
+    w32 = W.astype(F32)
+    y = F.conv2d(X32.tolist(), w32, groups=2)
+    assert y.dtype == F32
+    np.testing.assert_array_equal(y, F.conv2d(X32, w32, groups=2))
+    y64 = F.conv2d(X, W.tolist(), groups=2)  # the weight list takes x's float64
+    assert y64.dtype == F64
+    np.testing.assert_array_equal(y64, F.conv2d(X, W, groups=2))
+    # a list of NumPy float64 arrays keeps the dtype the caller chose
+    assert F.relu([np.ones(2), np.ones(2)]).dtype == F64
+    with pytest.raises(TypeError, match=r"^x: expected an array of numbers, got a list"):
+        F.relu([["a", "b"]])

@@ -34,10 +34,10 @@ def target(name):
 def test_forward_is_mask_times_scaled_x_and_every_copy_agrees(n, p, seed, dtype):
     x = np.random.default_rng(seed % 2**32).standard_normal((n, 3)).astype(dtype)
     with target(_core._isas()[1][0]):  # the best this CPU runs
-        y, mask = F.dropout(x, p, seed)
+        y, mask = F.dropout(x, p, seed, return_mask=True)
     for other in _core._isas()[1][1:]:  # every other copy draws the same bits
         with target(other):
-            y2, mask2 = F.dropout(x, p, seed)
+            y2, mask2 = F.dropout(x, p, seed, return_mask=True)
         np.testing.assert_array_equal(mask, mask2)
         np.testing.assert_array_equal(y, y2)
     assert y.dtype == dtype and mask.dtype == np.bool_ and mask.shape == x.shape
@@ -54,13 +54,13 @@ def test_mask_independent_of_thread_count_and_seeded():
     old = pyconvnet.get_num_threads()
     try:
         pyconvnet.set_num_threads(1)
-        _, m1 = F.dropout(x, 0.5, 12345)
+        _, m1 = F.dropout(x, 0.5, 12345, return_mask=True)
         pyconvnet.set_num_threads(2)
-        _, m2 = F.dropout(x, 0.5, 12345)
+        _, m2 = F.dropout(x, 0.5, 12345, return_mask=True)
     finally:
         pyconvnet.set_num_threads(old)
     np.testing.assert_array_equal(m1, m2)
-    _, m3 = F.dropout(x, 0.5, 12346)
+    _, m3 = F.dropout(x, 0.5, 12346, return_mask=True)
     assert 0.45 < np.mean(m1 != m3) < 0.55  # another seed: an unrelated mask
 
 
@@ -70,13 +70,13 @@ def test_mask_statistics(p):
     consecutive seeds uncorrelated (a weak hash would fail these on counters 0, 1, 2...)."""
     n = 1 << 20
     x = np.ones(n, F32)
-    _, m = F.dropout(x, p, 7)
+    _, m = F.dropout(x, p, 7, return_mask=True)
     q = 1 - p
     sigma = np.sqrt(n * p * q)
     assert abs(m.sum() - n * q) < 5 * sigma
     a, b = m[:-1].astype(F64), m[1:].astype(F64)
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
-    _, m2 = F.dropout(x, p, 8)
+    _, m2 = F.dropout(x, p, 8, return_mask=True)
     assert abs(np.corrcoef(m.astype(F64), m2.astype(F64))[0, 1]) < 5 / np.sqrt(n)
 
 
@@ -110,3 +110,28 @@ def test_bad_input(case):
     call, exc, pattern = BAD[case]
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_returns_y_alone_as_torch_and_the_mask_on_request():
+    """dropout(x, p, seed) is y (torch's return); return_mask=True adds the mask of the same
+    draw, which dropout_backward takes; the same seed gives the mask back."""
+    x = np.random.default_rng(3).standard_normal((4, 5)).astype(F32)
+    y = F.dropout(x, 0.4, 99)
+    assert isinstance(y, np.ndarray) and y.shape == x.shape
+    y2, mask = F.dropout(x, 0.4, 99, return_mask=True)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(y != 0, mask)
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(F.dropout_backward(g, mask, 0.4), np.where(mask, F32(1 / 0.6), F32(0)))
+    with pytest.raises(TypeError):
+        F.dropout(x, 0.4, 99, True)  # return_mask is keyword-only: a stray positional is an error
+
+
+def test_seed_none_draws_from_the_global_seed():
+    x = np.ones(1000, F32)
+    pyconvnet.manual_seed(5)
+    a = F.dropout(x, 0.5)
+    b = F.dropout(x, 0.5)
+    pyconvnet.manual_seed(5)
+    np.testing.assert_array_equal(F.dropout(x, 0.5), a)
+    assert np.any(a != b)  # consecutive calls draw fresh seeds

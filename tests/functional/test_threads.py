@@ -148,3 +148,17 @@ def test_concurrent_python_threads_get_the_same_results(name):
     for got in results:
         for a, b in zip(got, want):
             assert_close(a, b, F64, f"{name}: concurrent call", tol=1e-11)
+
+
+@pytest.mark.parametrize("value, bad", [("abc", True), ("0", True), ("-2", True), ("2.5", True), ("2,x", True),
+                                        ("2", False), ("4,2", False), (" 3 ", False), ("", False)])
+def test_bad_omp_num_threads_is_named(value, bad):
+    """OMP_NUM_THREADS that OpenMP would ignore is reported (at import, as a RuntimeWarning;
+    the CLI test checks the text reaches stderr), never silently dropped."""
+    from pyconvnet._threads import env_threads_problem
+
+    msg = env_threads_problem(value)
+    if bad:
+        assert msg.startswith(f"OMP_NUM_THREADS={value!r} is not a positive integer") and "unset it" in msg
+    else:
+        assert msg is None

@@ -644,3 +644,32 @@ def test_sequential_need_input_grad_skips_leading_layers():
     assert net[0].need_input_grad is True and net[1].need_input_grad is True
     net.forward(x, training=True)
     assert net.backward(g).shape == x.shape
+
+
+# ------------------------------------------------------------------ train() / eval() modes
+def test_train_eval_modes_drive_call_and_forward_keeps_working():
+    """model.train() / model.eval() as in torch: model(x) follows the mode, every layer
+    inside follows the container, an explicit training= wins, forward(x, training) is as before."""
+    from pyconvnet import models
+
+    x = np.ones((4, 1, 28, 28), np.float32)
+    m = models.build("keras_cnn", (1, 28, 28))
+    assert m.training is False and all(not l.training for _, l in m._children())
+    np.testing.assert_array_equal(m(x), m.forward(x, training=False))  # a new model: eval mode
+    assert m.train() is m
+    assert all(l.training for _, l in m._children())
+    a, b = m(x), m(x)
+    assert not np.array_equal(a, b)  # dropout is on: fresh masks per call
+    np.testing.assert_array_equal(m(x, training=False), m.forward(x))
+    assert m.eval() is m and not m.training
+    np.testing.assert_array_equal(m(x), m.forward(x, training=False))
+
+
+def test_python_list_input_takes_the_layer_dtype():
+    y = L.Linear(3, 2, seed=0)([[1, 2, 3]])
+    assert y.dtype == np.float32 and y.shape == (1, 2)
+    y64 = L.Linear(3, 2, seed=0, dtype=np.float64)([[1.0, 2.0, 3.0]])
+    assert y64.dtype == np.float64
+    np.testing.assert_allclose(y, y64, rtol=1e-6)
+    with pytest.raises(TypeError, match=r"expected dtype float32 \(the dtype of Linear's parameters"):
+        L.Linear(3, 2, seed=0)(np.ones((1, 3)))  # an explicit float64 array stays an error, not a silent cast

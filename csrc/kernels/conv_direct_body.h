@@ -284,25 +284,26 @@ void cv_tile(const float* z, const index_t* zpos, int np, const float* wT, index
 }
 
 // out (P rows of ldo) (+)= the products of cv_tile over pixels [0, P) and vectors [0, Wd)
-// (Wd a multiple of W): pairs of vectors, then single ones.
-inline void cv_sweep(const float* z, const index_t* zpos, index_t P, const float* w, index_t ldw, const index_t* koff,
-                     index_t K, float* out, index_t ldo, index_t Wd, bool first) {
+// (Wd a multiple of W), reading rows [k0, k0 + K) of the weights wp stored in panels of
+// Kp rows (panel_index): pairs of vectors, then single ones.
+inline void cv_sweep(const float* z, const index_t* zpos, index_t P, const float* wp, index_t Kp, index_t k0,
+                     const index_t* koff, index_t K, float* out, index_t ldo, index_t Wd, bool first) {
     index_t o0 = 0;
     for (; o0 + 2 * V::W <= Wd; o0 += 2 * V::W)
         for (index_t p0 = 0; p0 < P; p0 += kCvNP[2])
-            cv_tile<kCvNP[2], 2>(z, zpos + p0, int(std::min<index_t>(kCvNP[2], P - p0)), w + o0, ldw, koff, K,
-                                 out + p0 * ldo + o0, ldo, first);
+            cv_tile<kCvNP[2], 2>(z, zpos + p0, int(std::min<index_t>(kCvNP[2], P - p0)), wp + o0 * Kp + k0 * 2 * V::W,
+                                 2 * V::W, koff, K, out + p0 * ldo + o0, ldo, first);
     for (; o0 < Wd; o0 += V::W)
         for (index_t p0 = 0; p0 < P; p0 += kCvNP[1])
-            cv_tile<kCvNP[1], 1>(z, zpos + p0, int(std::min<index_t>(kCvNP[1], P - p0)), w + o0, ldw, koff, K,
-                                 out + p0 * ldo + o0, ldo, first);
+            cv_tile<kCvNP[1], 1>(z, zpos + p0, int(std::min<index_t>(kCvNP[1], P - p0)), wp + o0 * Kp + k0 * V::W,
+                                 V::W, koff, K, out + p0 * ldo + o0, ldo, first);
 }
 
 struct ChanKernel {
     const Kernel& kp;  // taps (koff), padded geometry, fill()
     index_t O, Op, P;
     std::vector<index_t> zpos;  // output pixel p's offset in z
-    std::vector<float> wT;      // (K, Op), channels past O zero
+    std::vector<float> wT;      // (K, Op) in panel_index order, channels past O zero
 
     ChanKernel(const Kernel& k, index_t o) : kp(k), O(o), Op((o + V::W - 1) / V::W * V::W), P(k.OR * k.OS) {
         zpos.resize(std::size_t(P));
@@ -313,7 +314,7 @@ struct ChanKernel {
     template <typename F>  // wk(o, k): the weight of input tap k for output channel o
     void pack(F&& wk) {
         for (index_t k = 0; k < kp.K; ++k)
-            for (index_t o = 0; o < O; ++o) wT[std::size_t(k * Op + o)] = wk(o, k);
+            for (index_t o = 0; o < O; ++o) wT[std::size_t(panel_index(k, o, kp.K, Op, V::W))] = wk(o, k);
     }
 
     // one sample: z (padded) -> out (O, P) + bias, ot (P, Op) its channel-last scratch
@@ -321,7 +322,7 @@ struct ChanKernel {
         const index_t K = kp.K, kc = Kernel::kKC;
         for (index_t k0 = 0; k0 < K; k0 += kc) {
             const index_t kn = std::min(kc, K - k0);
-            cv_sweep(z, zpos.data(), P, wT.data() + k0 * Op, Op, kp.koff.data() + k0, kn, ot, Op, Op, k0 == 0);
+            cv_sweep(z, zpos.data(), P, wT.data(), K, k0, kp.koff.data() + k0, kn, ot, Op, Op, k0 == 0);
         }
         // ot (P, Op) -> out (O, P), W x W blocks, + bias
         const index_t pf = P / V::W * V::W, of = O / V::W * V::W;

@@ -25,6 +25,16 @@ struct TileShape {
 // Vector lanes of a target (floats per register).
 constexpr int isa_lanes(Isa isa) { return isa == Isa::avx512 ? 16 : isa == Isa::avx2 ? 8 : 4; }
 
+// Where cv_sweep (the channel-vector micro-kernel) reads entry (k, o) of a (K, Wd)
+// weight matrix: columns in panels of two vectors (the last one vector wide when Wd
+// is an odd number of vectors), each panel its K rows of its width, contiguous.
+// Rows Wd floats apart (1 KiB at 256 channels) fell into 4 of L1's 64 sets, so a
+// panel's rows evicted each other between tiles (43% of cv_tile's time on that load).
+inline index_t panel_index(index_t k, index_t o, index_t K, index_t Wd, index_t lanes) {
+    const index_t pw = 2 * lanes, o0 = o / pw * pw, width = std::min(pw, Wd - o0);
+    return o0 * K + k * width + (o - o0);
+}
+
 // Tiles per Winograd block: the block's transformed inputs and products
 // (A2 (Cp + Op) Tb floats) about 2 MiB, a multiple of 16, 32..256 (the GEMMs' M or K).
 inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
@@ -34,7 +44,7 @@ inline index_t wino_block_tiles(int A2, index_t Cp, index_t Op) {
 
 // The entry points of each target's copy. Direct: same contract as conv_direct.h.
 // Winograd (winograd.h has the algorithm): U (A2, Cp, Op) the transformed kernel with
-// its channels padded to the target's lanes; dU (parts, A2, Op, Cp) the weight
+// its channels padded to the target's lanes, each tap's (Cp, Op) in panel_index order; dU (parts, A2, Op, Cp) the weight
 // gradient's transformed partial sums, Ud the data gradient's transformed kernel
 // (winograd.cpp makes the kernels and finishes dU); gx or dU null: not wanted.
 #define PCN_ISA_DECLARE(ns)                                                                                        \

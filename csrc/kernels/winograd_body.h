@@ -165,7 +165,7 @@ void wg_tiles_forward(const float* xt, const WTiles& tl, const float* U, index_t
         float* Mb = scratch<float>(1, std::size_t(A2 * Tb * Op));
         wg_input<M>(xt, tl, t0, cnt, Cp, Tb, Vb);
         for (int a = 0; a < A2; ++a)
-            cv_sweep(Vb + index_t(a) * Cp, rows.data(), cnt, U + index_t(a) * Cp * Op, Op, chans.data(), Cp,
+            cv_sweep(Vb + index_t(a) * Cp, rows.data(), cnt, U + index_t(a) * Cp * Op, Cp, 0, chans.data(), Cp,
                      Mb + index_t(a) * Op, A2 * Op, Op, true);
         wg_output<M>(Mb, tl, t0, cnt, Op, Tb, yt);
     }

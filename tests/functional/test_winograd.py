@@ -30,11 +30,11 @@ def _rel_err(got, want):
 def wino_configs(draw):
     cin = draw(st.sampled_from([16, 17, 24, 32, 40]))
     cout = draw(st.sampled_from([16, 19, 32, 48]))
-    h, w = draw(st.integers(4, 13)), draw(st.integers(4, 13))
+    h, w = draw(st.integers(3, 13)), draw(st.integers(3, 13))
     padding = draw(st.sampled_from([0, 1, 2, (1, 0), (0, 2), "same"]))
     pads = (padding, padding) if isinstance(padding, int) else ((1, 1) if padding == "same" else padding)
-    if h + 2 * pads[0] < 3 + 3 or w + 2 * pads[1] < 3 + 3:  # at least 4 x 4 outputs
-        h, w = max(h, 6), max(w, 6)
+    if h + 2 * pads[0] < 3 + 2 or w + 2 * pads[1] < 3 + 2:  # at least 3 x 3 outputs
+        h, w = max(h, 5), max(w, 5)
     return dict(n=draw(st.integers(1, 3)), cin=cin, cout=cout, hw=(h, w), padding=padding,
                 bias=draw(st.booleans()))
 

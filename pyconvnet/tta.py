@@ -30,21 +30,26 @@ def _view(x, dy, dx, mirror):
     return np.ascontiguousarray(x)
 
 
-def tta_logits(model, images, level=2, batch_size=500):
-    """(N, classes) logits of ``model`` (inference mode) averaged over the views of ``level``."""
+def tta_logits(model, images, level=2, batch_size=500, return_views=False):
+    """(N, classes) logits of ``model`` (inference mode) averaged over the views of ``level``;
+    with ``return_views``, also each view's own logits, (views, N, classes) in
+    ``TTA_WEIGHTS[level]``'s order (view 0 is the images themselves: plain accuracy for free)."""
     if level not in TTA_WEIGHTS:
         raise ValueError(f"level: expected 0, 1 or 2, got {level!r}")
     x = np.asarray(images)
     if x.ndim != 4 or x.dtype.kind != "f":
         raise ValueError(f"images: expected float (N, C, H, W) images, got {x.dtype} {x.shape}")
-    out = None
+    if len(x) == 0:
+        raise ValueError("images: no samples")
+    parts, views = [], []
     for s in range(0, len(x), batch_size):
         xb = x[s:s + batch_size]
-        acc = None
+        acc, vb = None, []
         for wgt, dy, dx, mirror in TTA_WEIGHTS[level]:
-            y = np.asarray(model.forward(_view(xb, dy, dx, mirror), training=False), dtype=np.float64) * wgt
-            acc = y if acc is None else acc + y
-        out = acc if out is None else np.concatenate([out, acc])
-    if out is None:
-        raise ValueError("images: no samples")
-    return out
+            y = np.asarray(model.forward(_view(xb, dy, dx, mirror), training=False), dtype=np.float64)
+            vb.append(y)
+            acc = y * wgt if acc is None else acc + y * wgt
+        parts.append(acc)
+        views.append(np.stack(vb))
+    out = np.concatenate(parts)
+    return (out, np.concatenate(views, axis=1)) if return_views else out

@@ -30,3 +30,15 @@ def test_views_are_the_shifted_and_mirrored_images_with_airbenchs_weights():
         tta_logits(_Probe(), x, 3)
     with pytest.raises(ValueError, match="images"):
         tta_logits(_Probe(), x.astype(np.int64), 0)
+
+
+def test_return_views_gives_each_view_in_the_tables_order():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 1, 4, 4))
+    avg, views = tta_logits(_Probe(), x, 2, batch_size=2, return_views=True)
+    assert views.shape == (6, 5, 16)
+    np.testing.assert_allclose(views[0], x.reshape(5, -1))
+    np.testing.assert_allclose(views[1], x[..., ::-1].reshape(5, -1))
+    np.testing.assert_allclose(sum(w * v for (w, *_), v in zip(TTA_WEIGHTS[2], views)), avg, rtol=1e-12)
+    with pytest.raises(ValueError, match="no samples"):
+        tta_logits(_Probe(), x[:0], 2)

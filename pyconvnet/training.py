@@ -23,6 +23,7 @@ import numpy as np
 
 from . import checkpoint
 from ._random import draw_seed
+from .memory import cached_allocations
 from .data.augment import to_float
 from .losses import SoftmaxCrossEntropy
 
@@ -277,7 +278,8 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
     if hasattr(model, "train"):
         model.train()
     try:
-        with no_input_grad(model):
+        # freed activations and gradients serve the next step (no fresh pages to fault in)
+        with no_input_grad(model), cached_allocations():
             for epoch in range(initial_epoch, epochs):
                 rng = epoch_generator(model, seed, epoch)
                 if hasattr(optimizer, "set_epoch"):

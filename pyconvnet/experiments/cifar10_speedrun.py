@@ -93,6 +93,7 @@ def train(args, log=print):
     from ..models import airbench_net
     from ..optim import Lookahead, NesterovSGD
     from ..profiler import LayerTimer
+    from ..memory import cached_allocations
     from ..training import no_input_grad
     from ..tta import tta_logits
 
@@ -128,7 +129,7 @@ def train(args, log=print):
     timer = LayerTimer(model)
     history, step, epoch = [], 0, 0
     t_train0 = time.perf_counter()
-    with timer, no_input_grad(model):
+    with timer, no_input_grad(model), cached_allocations():
         while step < total:
             if epoch == args.whiten_bias_epochs:
                 opt.freeze("whiten.bias")
@@ -166,7 +167,8 @@ def train(args, log=print):
             epoch += 1
     t_train = time.perf_counter() - t_train0
     t0 = time.perf_counter()
-    logits, views = tta_logits(model, xte, level=2, batch_size=500, return_views=True)
+    with cached_allocations():
+        logits, views = tta_logits(model, xte, level=2, batch_size=500, return_views=True)
     t_tta = time.perf_counter() - t0
     acc_tta = float(np.mean(np.argmax(logits, axis=1) == yte))
     acc_plain = float(np.mean(np.argmax(views[0], axis=1) == yte))

@@ -212,7 +212,8 @@ def format_table(runs):
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="a few hundred images for a couple of steps (a test)")
-    p.add_argument("--epochs", type=float, default=9.9, help="training epochs (default 9.9 = 476 steps)")
+    p.add_argument("--epochs", default="9.9", help="training epochs (default 9.9 = 476 steps); a comma list "
+                   "(e.g. 2,5,9.9) runs each: the accuracy-vs-time curve (curve.png)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides --epochs)")
     p.add_argument("--widths", default="64,256,256", help="channels of the three blocks (airbench95: 128,384,384)")
     p.add_argument("--batch-size", type=int, default=1024)
@@ -249,8 +250,13 @@ def finish_args(args):
         args.steps = args.steps or 3
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive int, got {args.batch_size}")
-    if not args.epochs > 0:
-        raise ValueError(f"--epochs: expected a positive number, got {args.epochs}")
+    try:
+        args.epochs_list = [float(v) for v in str(args.epochs).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--epochs: expected positive numbers like 9.9 or 2,5,9.9, got {args.epochs!r}") from None
+    if not args.epochs_list or not all(math.isfinite(e) and e > 0 for e in args.epochs_list):
+        raise ValueError(f"--epochs: expected positive numbers like 9.9 or 2,5,9.9, got {args.epochs!r}")
+    args.epochs = args.epochs_list[0]
     return args
 
 
@@ -258,17 +264,46 @@ def run(args):
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda m: None)
     os.makedirs(args.out, exist_ok=True)
     runs = []
-    for seed in args.seed_list:
-        args.seed = seed
-        log(f"[seed {seed}] airbench_net {args.widths}, {args.epochs} epochs, batch {args.batch_size}")
-        runs.append(train(args, log))
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"command": " ".join(sys.argv), "runs": runs}, f, indent=1, default=float)
+    for epochs in args.epochs_list:
+        for seed in args.seed_list:
+            args.seed, args.epochs = seed, epochs
+            log(f"[seed {seed}] airbench_net {args.widths}, {epochs} epochs, batch {args.batch_size}")
+            runs.append(train(args, log))
+            with open(os.path.join(args.out, "results.json"), "w") as f:
+                json.dump({"command": " ".join(sys.argv), "runs": runs}, f, indent=1, default=float)
     table = format_table(runs)
     print(table)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
+    if len(args.epochs_list) > 1:
+        plot_curve(runs, os.path.join(args.out, "curve.png"))
     return runs
+
+
+def plot_curve(runs, path):
+    """Test accuracy (TTA) against training seconds, one point per run, labelled by epochs;
+    skipped (returns None) without matplotlib."""
+    try:
+        from ..plots import _pyplot
+
+        plt = _pyplot()
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for widths in sorted({tuple(r["widths"]) for r in runs}):
+        rs = sorted((r for r in runs if tuple(r["widths"]) == widths), key=lambda r: r["train_s"])
+        ax.plot([r["train_s"] for r in rs], [100 * r["test_acc_tta"] for r in rs], "o-",
+                label="widths " + "/".join(map(str, widths)))
+        for r in rs:
+            ax.annotate(f"{r['epochs']:g} ep", (r["train_s"], 100 * r["test_acc_tta"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=8)
+    ax.axhline(94.0, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="training seconds", ylabel="test accuracy, 6-view TTA (%)", title="CIFAR-10 speedrun")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def run_from_args(args):

@@ -64,7 +64,8 @@ def _args(argv):
 
 @pytest.mark.parametrize("argv, flag", [(["--widths", "64,256"], "--widths"), (["--widths", "a,b,c"], "--widths"),
                                         (["--seeds", "x"], "--seeds"), (["--seeds", "-1"], "--seeds"),
-                                        (["--epochs", "0"], "--epochs"), (["--batch-size", "0"], "--batch-size")])
+                                        (["--epochs", "0"], "--epochs"), (["--epochs", "2,x"], "--epochs"),
+                                        (["--epochs", "nan"], "--epochs"), (["--batch-size", "0"], "--batch-size")])
 def test_bad_arguments_name_the_flag(argv, flag):
     with pytest.raises(ValueError, match=flag):
         _args(argv)
@@ -103,6 +104,18 @@ def test_quick_run_on_cifar_format_files(tmp_path, capsys):
     res = _check_result(out, 3)
     assert res["n_train"] == 600 and res["n_test"] == 120
     assert "| 0 | " in capsys.readouterr().out
+
+
+def test_an_epochs_list_runs_each_and_draws_the_curve(tmp_path):
+    pytest.importorskip("matplotlib")
+    root = _fake_cifar(tmp_path / "data", n=120)
+    out = tmp_path / "run"
+    assert sr.main(["--epochs", "1,2", "--limit", "256", "--batch-size", "128", "--widths", "4,8,8", "--data-root",
+                    str(root), "--no-verify", "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    with open(out / "results.json") as f:
+        runs = json.load(f)["runs"]
+    assert [(r["epochs"], r["steps"]) for r in runs] == [(1.0, 2), (2.0, 4)]
+    assert (out / "curve.png").stat().st_size > 1000
 
 
 def test_quick_run_on_real_cifar10(tmp_path):

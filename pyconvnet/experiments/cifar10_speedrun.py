@@ -100,6 +100,7 @@ def train(args, log=print):
     t_all = time.perf_counter()
     if args.threads:
         set_num_threads(args.threads)
+    ceiling_before = None if args.quick else sgemm_gflops()
     ds = cifar10(root=args.data_root, verify=not args.no_verify)
     xtr_u8, ytr, xte_u8, yte = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
     if args.limit:
@@ -173,16 +174,43 @@ def train(args, log=print):
     acc_tta = float(np.mean(np.argmax(logits, axis=1) == yte))
     acc_plain = float(np.mean(np.argmax(views[0], axis=1) == yte))
     wall = time.perf_counter() - t_all
+    ceiling_after = None if args.quick else sgemm_gflops()
     breakdown = {k: round(v, 3) for k, v in timer.table().items()}
     flops = train_flops(args.widths) * batch * total
     res = {"test_acc_tta": acc_tta, "test_acc": acc_plain, "seed": args.seed, "epochs": args.epochs, "steps": total,
            "widths": list(args.widths), "batch_size": batch, "lr": args.lr, "threads": get_num_threads(),
            "wall_s": wall, "train_s": t_train, "tta_s": t_tta, "prep_s": t_prep, "whiten_s": t_whiten,
            "breakdown_s": breakdown, "train_flops": flops, "achieved_gflops": flops / t_train / 1e9,
-           "history": history, "machine": cpu_info(), "n_train": len(xtr), "n_test": len(xte)}
+           "history": history, "machine": cpu_info(), "n_train": len(xtr), "n_test": len(xte),
+           "sgemm_gflops_before": ceiling_before, "sgemm_gflops_after": ceiling_after, "load_avg": _loadavg()}
+    ceil = f" (sgemm ceiling {ceiling_before:.0f} / {ceiling_after:.0f} before / after)" if ceiling_before else ""
     log(f"test accuracy {acc_tta * 100:.2f}% (6-view TTA), {acc_plain * 100:.2f}% without; "
-        f"training {t_train:.1f} s, wall {wall:.1f} s, {res['achieved_gflops']:.1f} GFLOP/s")
+        f"training {t_train:.1f} s, wall {wall:.1f} s, {res['achieved_gflops']:.1f} GFLOP/s{ceil}")
     return res
+
+
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    """float32 n^3 GEMM GFLOP/s through F.linear (the bundled OpenBLAS split over our
+    threads, as the bench's ceiling), median of ``repeats``."""
+    from .. import functional as F
+
+    rng = np.random.default_rng(2048)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    F.linear(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        F.linear(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / float(np.median(times)) / 1e9
 
 
 def train_flops(widths, h=32):
@@ -196,13 +224,19 @@ def train_flops(widths, h=32):
     return 2 * 3 * fwd
 
 
+def _fmt(v, spec=".0f"):
+    return "—" if v is None else format(v, spec)
+
+
 def format_table(runs):
-    lines = ["| seed | epochs | widths | test acc (TTA) | without TTA | train s | wall s | GFLOP/s |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| seed | epochs | widths | test acc (TTA) | without TTA | train s | wall s | GFLOP/s | sgemm GFLOP/s "
+             "before / after | load avg (1 min) at end |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         lines.append(f"| {r['seed']} | {r['epochs']} | {'/'.join(map(str, r['widths']))} | "
                      f"{r['test_acc_tta'] * 100:.2f}% | {r['test_acc'] * 100:.2f}% | {r['train_s']:.0f} | "
-                     f"{r['wall_s']:.0f} | {r['achieved_gflops']:.1f} |")
+                     f"{r['wall_s']:.0f} | {r['achieved_gflops']:.1f} | {_fmt(r.get('sgemm_gflops_before'))} / "
+                     f"{_fmt(r.get('sgemm_gflops_after'))} | {_fmt((r.get('load_avg') or [None])[0], '.2f')} |")
     if len(runs) > 1:
         a = np.array([r["test_acc_tta"] for r in runs]) * 100
         lines.append(f"\nMean {a.mean():.2f}% (std {a.std(ddof=1):.2f}, min {a.min():.2f}, max {a.max():.2f}) over "

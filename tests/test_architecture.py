@@ -172,3 +172,12 @@ def test_kernels_are_plain_cxx():
             if "pybind11" in p.read_text():
                 bad.append(os.fspath(p.relative_to(ROOT)))
     assert not bad, f"pybind11 outside csrc/bind: {bad}"
+
+
+def test_test_files_have_unique_basenames():
+    # pytest's default (prepend) import mode imports test files by basename: two
+    # test_x.py in different folders without __init__.py stop collection.
+    seen: dict[str, Path] = {}
+    for path in sorted(Path(__file__).resolve().parent.rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a basename"
+        seen[path.name] = path

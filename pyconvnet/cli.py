@@ -656,12 +656,13 @@ def make_parser():
     x = sub.add_parser("experiment", help="run a paper reproduction experiment")
     xs = x.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=_Parser)
     xs.required = True
-    from .experiments import relaxed_mnist
+    from . import experiments
 
-    rm = xs.add_parser("relaxed-mnist", help="the relaxed receptive field paper: learned receptive fields on MNIST / pixel-permuted MNIST",
-                       description=relaxed_mnist.__doc__.split("\n\n")[0])
-    relaxed_mnist.add_arguments(rm)
-    rm.set_defaults(func=relaxed_mnist.run_from_args)
+    for name, (_, help_line) in experiments.EXPERIMENTS.items():
+        module = experiments.load(name)
+        e = xs.add_parser(name, help=help_line.replace("%", "%%"), description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(e)
+        e.set_defaults(func=module.run_from_args)
     return p
 
 

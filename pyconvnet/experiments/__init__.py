@@ -1,5 +1,31 @@
-"""Reproduction experiments of the seed papers (run from the CLI: ``pyconvnet experiment ...``).
+"""Reproduction experiments of the source documents (run from the CLI: ``pyconvnet experiment NAME``).
 
-* :mod:`pyconvnet.experiments.relaxed_mnist` -- the relaxed receptive field paper (Tazume et al.), relaxed receptive-field
-  convolution on MNIST and pixel-permuted MNIST (paper Tables 4.1 / 4.2, Fig. 4.1).
+Each experiment is one module here with ``add_arguments(parser)``, ``run_from_args(args)`` (returns
+the exit status) and ``main(argv)``; its first docstring paragraph is the command's description.
+:data:`EXPERIMENTS` maps a command name to its module and a one-line help; the CLI builds one
+subcommand per entry, so a new experiment is a module plus one line here.
+
+* ``relaxed-mnist`` (:mod:`.relaxed_mnist`) -- the relaxed receptive field paper (Tazume et al.):
+  relaxed receptive-field convolution on MNIST and pixel-permuted MNIST (Tables 4.1 / 4.2, Fig. 4.1).
+* ``cifar10-speedrun`` (:mod:`.cifar10_speedrun`) -- Keller Jordan's airbench94 recipe: CIFAR-10
+  to 94% on the CPU.
 """
+from __future__ import annotations
+
+import importlib
+
+# name -> (module under pyconvnet.experiments, help line)
+EXPERIMENTS = {
+    "relaxed-mnist": ("relaxed_mnist", "the relaxed receptive field paper: learned receptive fields on MNIST / "
+                                       "pixel-permuted MNIST"),
+    "cifar10-speedrun": ("cifar10_speedrun", "CIFAR-10 to 94% with the airbench94 recipe (Jordan, 2024) on the CPU"),
+}
+
+
+def load(name):
+    """The module of experiment ``name`` (imported on demand: each pulls in only what it needs)."""
+    try:
+        module, _ = EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(f"experiment: expected one of {', '.join(EXPERIMENTS)}, got {name!r}") from None
+    return importlib.import_module(f"{__name__}.{module}")

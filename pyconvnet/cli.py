@@ -669,7 +669,8 @@ def make_parser():
 def main(argv=None):
     try:
         args = make_parser().parse_args(argv)
-        if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        # experiments parse their own --epochs (e.g. the speedrun's "9.9" or "2,5,9.9")
+        if isinstance(getattr(args, "epochs", None), int) and args.epochs < 1:
             raise CLIError("--epochs: must be >= 1")
         return args.func(args)
     except CLIError as e:

@@ -22,3 +22,9 @@ def test_every_experiment_is_a_subcommand(name, capsys):
 def test_unknown_experiment():
     with pytest.raises(ValueError, match="experiment: expected one of .*relaxed-mnist.*got 'nope'"):
         experiments.load("nope")
+
+
+def test_speedrun_epochs_list_through_the_cli(capsys):
+    # the CLI's own --epochs check (an int for train) must leave an experiment's string alone
+    assert cli.main(["experiment", "cifar10-speedrun", "--epochs", "0", "--quick"]) == 2
+    assert "--epochs: expected positive numbers" in capsys.readouterr().err

@@ -48,7 +48,7 @@ import numpy as np
 from . import get_num_threads, set_num_threads
 from .training import evaluate, predict
 
-__all__ = ["Communicator", "shard_bounds", "launched_under_mpi", "mpi_available"]
+__all__ = ["Communicator", "launched_under_mpi", "mpi_available", "shard_bounds"]
 
 # Variables the MPI launchers set in every process they start, with the world size.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -286,7 +286,7 @@ class Communicator:
             for d in dropouts:
                 d.sample_offset = 0
         loss_sum, correct = self.allreduce_gradients(model, local * mine, correct)
-        return loss_sum / n, int(round(correct))
+        return loss_sum / n, round(correct)
 
     # ------------------------------------------------------------------ evaluation
     def sum(self, values):

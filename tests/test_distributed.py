@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pyconvnet
 import pyconvnet.functional as F
 from pyconvnet.distributed import launched_under_mpi, mpi_available, shard_bounds
 
@@ -36,8 +37,12 @@ needs_mpi = pytest.mark.skipif(not mpi_available() or _mpiexec() is None,
 
 
 def _env():
+    """The subprocesses import the pyconvnet this process imported (the in-tree build under
+    `python -m pytest`, the installed wheel under plain `pytest`), and tests/ for mpi_worker;
+    they run outside the source tree, whose uncompiled package would shadow an installed one."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(pyconvnet.__file__).resolve().parent.parent), str(HERE),
+                                         env.get("PYTHONPATH", "")])
     env.pop("OMP_NUM_THREADS", None)  # each rank picks its share of the cores
     return env
 
@@ -48,7 +53,7 @@ def _run(args, timeout=120, n=2):
     cmd = [_mpiexec(), "-n", str(n)] + [str(a) for a in args]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                         cwd=str(ROOT), start_new_session=True)
+                         cwd=str(HERE), start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -143,7 +148,7 @@ print('ok')
     env = _env()
     env["MPLBACKEND"] = "Agg"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
-                       cwd=str(tmp_path))
+                       cwd=str(tmp_path), check=False)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
 
 
@@ -249,7 +254,7 @@ def _cli(args, n=None):
     common = [sys.executable, "-m", "pyconvnet", "train"]
     if n is None:
         r = subprocess.run(common + args, capture_output=True, text=True, timeout=120, env={**_env(),
-                           "MPLBACKEND": "Agg"}, cwd=str(ROOT))
+                           "MPLBACKEND": "Agg"}, cwd=str(HERE), check=False)
         return r.returncode, r.stdout, r.stderr
     rc, out, err, _ = _run(common + args + ["--distributed"], n=n)
     return rc, out, err
@@ -290,6 +295,35 @@ def test_cli_error_on_every_rank_ends_the_job(tmp_path):
     checks it while rank 1 waits for the folder's name) is printed with the rank and ends
     the job, not a hang."""
     (tmp_path / "o").write_text("not a folder")
-    rc, out, err = _cli(["lenet5", "--quiet", "--out", str(tmp_path / "o")], n=2)
+    rc, _, err = _cli(["lenet5", "--quiet", "--out", str(tmp_path / "o")], n=2)
     assert rc != 0
     assert "pyconvnet: error (rank 0 of 2): --out:" in err and "is a file" in err, err[-2000:]
+
+
+def test_scaling_on_paper_follows_the_ring_allreduce_cost():
+    """bench/distributed.py's table: a ring allreduce of B bytes over N nodes costs
+    2(N-1)/N x B / bandwidth + 2(N-1) x latency; efficiency falls with N, rises with the link."""
+    import importlib.util
+
+    path = ROOT / "bench" / "distributed.py"
+    if not path.is_file():
+        pytest.skip("bench/ not in this checkout")
+    spec = importlib.util.spec_from_file_location("bench_distributed", path)
+    bd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bd)
+    assert bd._ring_s(1e9, 2, 8, 0.0) == pytest.approx(1.0)  # 2*(1/2)*1 GB at 1 GB/s
+    assert bd._ring_s(0, 5, 10, 1e-5) == pytest.approx(8e-5)
+    rows = []
+    for m in bd.MODELS:
+        rows += [{"model": m, "processes": 1, "threads": 1, "step_s_median": 0.02, "batch": 32},
+                 {"model": m, "processes": 1, "threads": 2, "step_s_median": 0.01, "batch": 32},
+                 {"model": m, "processes": 2, "threads": 1, "step_s_median": 0.01, "batch": 32,
+                  "allreduce_bytes_per_step": 4_000_000}]
+    table = bd.scaling(rows, latency_us=25)
+    for m in bd.MODELS:
+        for gbit in bd.LINKS_GBIT:
+            weak = [r["weak_efficiency"] for r in table if r["model"] == m and r["link_gbit"] == gbit]
+            assert weak == sorted(weak, reverse=True) and 0 < weak[-1] < weak[0] < 1
+        r = next(r for r in table if r["model"] == m and r["link_gbit"] == 10 and r["nodes"] == 2)
+        assert r["weak_efficiency"] == pytest.approx(0.01 / (0.01 + 4e6 / 1.25e9 + 2 * 25e-6))
+        assert next(r for r in table if r["model"] == m and r["nodes"] == 64)["strong_efficiency"] is None

@@ -144,19 +144,23 @@ def markdown(res):
               "step, no overlap with backward. Weak: the default batch on every node (compute = the faster 1-process step "
               "above); "
               "strong: the default global batch split over N nodes (compute / N; — where a node would get < 1 image).",
-              "", "| model | link | " + " | ".join(f"N={n}" for n in NODES) + " |",
-              "|---|---|" + "---:|" * len(NODES)]
-    for model in MODELS:
-        for gbit in LINKS_GBIT:
-            for kind in ("weak", "strong"):
-                cells = []
-                for n in NODES:
-                    s = next(r for r in res["scaling"] if r["model"] == model and r["link_gbit"] == gbit
-                             and r["nodes"] == n)
-                    e = s[f"{kind}_efficiency"]
-                    cells.append("—" if e is None else f"{e * 100:.0f}%")
-                lines.append(f"| {model} {kind} | {gbit} Gbit/s | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+              ""]
+    for key, title in (("scaling", f"latency {lat:g} µs per message"),
+                       ("scaling_bandwidth_only", "bandwidth only (latency 0)")):
+        lines += [f"| model, {title} | link | " + " | ".join(f"N={n}" for n in NODES) + " |",
+                  "|---|---|" + "---:|" * len(NODES)]
+        for model in MODELS:
+            for gbit in LINKS_GBIT:
+                for kind in ("weak", "strong"):
+                    cells = []
+                    for n in NODES:
+                        s = next(r for r in res[key] if r["model"] == model and r["link_gbit"] == gbit
+                                 and r["nodes"] == n)
+                        e = s[f"{kind}_efficiency"]
+                        cells.append("—" if e is None else f"{e * 100:.0f}%")
+                    lines.append(f"| {model} {kind} | {gbit} Gbit/s | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -187,6 +191,7 @@ def main(argv=None):
     res = {"machine": f"{machine.describe()['cpu_model']}, {os.cpu_count()} cores", "loadavg_before": load0, "loadavg_after": machine.loadavg(),
            "steps": a.steps, "warmup": a.warmup, "latency_us": a.latency_us, "rows": rows}
     res["scaling"] = scaling(rows, a.latency_us)
+    res["scaling_bandwidth_only"] = scaling(rows, 0.0)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "distributed.json").write_text(json.dumps(res, indent=1))

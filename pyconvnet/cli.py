@@ -322,13 +322,15 @@ def _communicator(args):
     from .distributed import Communicator, launched_under_mpi, mpi_available
 
     if not getattr(args, "distributed", False):
+        if getattr(args, "sync_batchnorm", False):
+            raise CLIError("--sync-batchnorm: synchronises batch norm over the ranks of --distributed; pass both")
         if launched_under_mpi() > 1 and not args.quiet:
             print(f"note: {launched_under_mpi()} MPI processes without --distributed: each trains alone; pass "
                   f"--distributed for data-parallel training", file=sys.stderr)
         return None
     if not mpi_available():
         raise CLIError("--distributed: needs mpi4py and an MPI library: pip install 'pyconvnet[mpi]'")
-    _COMM = Communicator(threads=args.threads)
+    _COMM = Communicator(threads=args.threads, sync_batchnorm=args.sync_batchnorm)
     return _COMM
 
 
@@ -667,6 +669,8 @@ def make_parser():
                    "`mpiexec -n N pyconvnet train ... --distributed` (needs pip install 'pyconvnet[mpi]'): "
                    "--batch-size is the global batch, split over the N ranks; rank 0 prints and writes; each "
                    "rank defaults to its share of this host's cores as --threads")
+    t.add_argument("--sync-batchnorm", action="store_true", help="with --distributed: batch norm statistics over "
+                   "the whole global batch (default: each rank's own samples, as ChainerMN)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="test-set accuracy and loss of a checkpoint")
     e.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `pyconvnet train`")

@@ -25,19 +25,24 @@ Exactness against one process with the same global batch B and seed:
 What differs is float32 summation order (the gradient sum over samples is split over
 ranks), so weights agree to rounding, not bit for bit.
 
-Batch norm keeps per-rank statistics (ChainerMN's default): each rank normalises with
-the statistics of its own n_r samples, so with BatchNorm the run is that of per-rank
-batches of B/N for the normalisation (and equals one process only for N = 1); the
-running statistics are averaged over the ranks at the end of every epoch, so every rank
-evaluates, and rank 0 saves, the same model. Per-rank statistics cost no extra messages
-and are what the zoo's batch sizes (>= 32 per rank) tolerate; synchronised batch norm is
-not implemented.
+Batch norm keeps per-rank statistics by default (ChainerMN's default): each rank
+normalises with the statistics of its own n_r samples, so the normalisation is that of
+per-rank batches of B/N (the run equals one process only for N = 1); the running
+statistics are averaged over the ranks at the end of every epoch, so every rank
+evaluates, and rank 0 saves, the same model. It is the default because it costs no
+messages inside forward and backward (synchronised statistics add two small Allreduces
+per BatchNorm layer and step, each a wait for the slowest rank) and per-rank batches of
+16 or more normalise well. ``Communicator(sync_batchnorm=True)`` (``--sync-batchnorm``)
+synchronises them instead: mean and variance over the whole global batch (float64 sums
+reduced over the ranks) in forward, the two sums of backward likewise, so a BatchNorm
+model trains as in one process too.
 
 Only this module imports mpi4py, and only when a :class:`Communicator` is made: the
 single-process paths of ``fit`` and the command line never import it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -97,6 +102,12 @@ def _dropouts(model):
     return [m for m in _walk(model) if isinstance(m, Dropout)]
 
 
+def _batch_norms(model):
+    from .layers import BatchNorm1d, BatchNorm2d
+
+    return [m for m in _walk(model) if isinstance(m, (BatchNorm1d, BatchNorm2d))]
+
+
 class Communicator:
     """The ranks of an MPI communicator (default ``MPI.COMM_WORLD``) training one model.
 
@@ -108,12 +119,13 @@ class Communicator:
     (sys.excepthook) is printed with the rank and then ``MPI_Abort`` ends every rank,
     as ``python -m mpi4py`` does, instead of leaving the others waiting in a collective.
     bucket_mib: the fused gradient buffer is reduced in pieces of at most this size
-    (None: one Allreduce per step).
+    (None: one Allreduce per step). sync_batchnorm: BatchNorm statistics over the global
+    batch (module docstring; a Graph's BatchNorm layers must be defined in the order they run).
 
     Counters: ``allreduce_seconds``, ``allreduce_calls``, ``allreduce_bytes`` (the
     gradient reductions so far; :meth:`reset_counters`)."""
 
-    def __init__(self, comm=None, *, threads=None, abort_on_exception=True, bucket_mib=None):
+    def __init__(self, comm=None, *, threads=None, abort_on_exception=True, bucket_mib=None, sync_batchnorm=False):
         try:
             from mpi4py import MPI
         except ImportError:
@@ -133,6 +145,7 @@ class Communicator:
         if bucket_mib is not None and not bucket_mib > 0:
             raise ValueError(f"bucket_mib: expected a positive size in MiB or None, got {bucket_mib!r}")
         self.bucket_mib = bucket_mib
+        self.sync_batchnorm = bool(sync_batchnorm)
         self._fused = None  # (key, buffer, views) of the last model reduced
         self.reset_counters()
         if abort_on_exception and self.size > 1:
@@ -205,7 +218,7 @@ class Communicator:
         """Float buffers (BatchNorm running statistics, kept per rank during the epoch)
         replaced by their mean over the ranks: every rank then evaluates the same model."""
         bufs = [b for b in getattr(model, "buffers", {}).values() if b.dtype.kind == "f" and b.size]
-        if self.size == 1 or not bufs:
+        if self.size == 1 or not bufs or self.sync_batchnorm:  # synchronised: the same on every rank already
             return
         flat = np.concatenate([b.reshape(-1).astype(np.float64) for b in bufs])
         self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
@@ -269,6 +282,10 @@ class Communicator:
         dropouts = _dropouts(model)
         for d in dropouts:
             d.sample_offset = lo
+        norms = _batch_norms(model) if self.sync_batchnorm and self.size > 1 else []
+        for m in norms:
+            m.forward = functools.partial(self._bn_forward, m)
+            m.backward = functools.partial(self._bn_backward, m)
         try:
             if mine:
                 logits = model.forward(xb, training=True)
@@ -282,11 +299,78 @@ class Communicator:
                         d._rng.integers(0, 2**64, dtype=np.uint64)
                 model.zero_grad()
                 local, correct = 0.0, 0
+                for m in norms:  # the others wait for this rank's (empty) statistics: forward order,
+                    self._bn_statistics(m, np.zeros(2 * m.num_features + 1))
+                for m in reversed(norms):  # then backward's
+                    self._bn_reduce(np.zeros(2 * m.num_features))
         finally:
             for d in dropouts:
                 d.sample_offset = 0
+            for m in norms:
+                del m.forward, m.backward
         loss_sum, correct = self.allreduce_gradients(model, local * mine, correct)
         return loss_sum / n, round(correct)
+
+    # ------------------------------------------------------------------ synchronised batch norm
+    def _bn_reduce(self, a):
+        self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
+        return a
+
+    def _bn_forward(self, layer, x, training=False):
+        """BatchNorm forward with the statistics of the global batch (training); eval
+        mode (running statistics) is the layer's own."""
+        if not training:
+            return type(layer).forward(layer, x, training=False)
+        x = layer._input(x)
+        if x.ndim not in layer._ndims or x.shape[1] != layer.num_features:
+            return type(layer).forward(layer, x, training=True)  # its own error message
+        c, axes, shape = layer.num_features, (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+        xd = x.astype(np.float64)
+        mean, invstd, count = self._bn_statistics(layer, np.concatenate(
+            [xd.sum(axis=axes), (xd * xd).sum(axis=axes), [x.size // c]]))
+        xhat = (xd - mean.reshape(shape)) * invstd.reshape(shape)
+        w, bias = layer._params.get("weight"), layer._params.get("bias")
+        y = xhat if w is None else xhat * w.reshape(shape)
+        if bias is not None:
+            y = y + bias.reshape(shape)
+        layer._cache = (xhat, invstd, count, x.dtype)
+        return y.astype(x.dtype)
+
+    def _bn_statistics(self, layer, local):
+        """(mean, invstd, count) of the global batch from every rank's [sum, sum of squares,
+        count] (float64); the running statistics updated with them, as the layer would."""
+        c = layer.num_features
+        stats = self._bn_reduce(local)
+        count = stats[-1]
+        mean = stats[:c] / count
+        var = np.maximum(stats[c:2 * c] / count - mean * mean, 0.0)
+        b = layer._buffers
+        tracked = b["num_batches_tracked"]
+        momentum = layer.momentum if layer.momentum is not None else 1.0 / (int(tracked) + 1)
+        unbiased = var * (count / (count - 1)) if count > 1 else var
+        np.copyto(b["running_mean"], (1 - momentum) * b["running_mean"] + momentum * mean, casting="same_kind")
+        np.copyto(b["running_var"], (1 - momentum) * b["running_var"] + momentum * unbiased, casting="same_kind")
+        tracked += 1
+        return mean, 1.0 / np.sqrt(var + layer.eps), count
+
+    def _bn_backward(self, layer, grad_y):
+        """gx = w invstd (dy - sum(dy) / M - xhat sum(dy xhat) / M), the sums over the global
+        batch; the parameter gradients are this rank's sums (the step's Allreduce adds them)."""
+        xhat, invstd, count, dtype = layer._saved()
+        c, axes, shape = layer.num_features, (0,) + tuple(range(2, xhat.ndim)), (1, -1) + (1,) * (xhat.ndim - 2)
+        g = np.asarray(grad_y, dtype=np.float64)
+        if g.shape != xhat.shape:
+            raise ValueError(f"grad_y: expected the shape of x {xhat.shape}, got {g.shape}")
+        local = np.concatenate([g.sum(axis=axes), (g * xhat).sum(axis=axes)])
+        total = self._bn_reduce(local.copy())
+        w = layer._params.get("weight")
+        scale = invstd if w is None else invstd * w
+        gx = scale.reshape(shape) * (g - (total[:c] / count).reshape(shape) - xhat * (total[c:] / count).reshape(shape))
+        if layer.affine:
+            if layer.scale:
+                layer._set_grad("weight", local[c:])
+            layer._set_grad("bias", local[:c])
+        return gx.astype(dtype)
 
     # ------------------------------------------------------------------ evaluation
     def sum(self, values):

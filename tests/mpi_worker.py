@@ -114,6 +114,7 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--augment", action="store_true")
+    p.add_argument("--sync-bn", action="store_true")
     p.add_argument("--out")
     p.add_argument("--checkpoint")
     p.add_argument("--fault", choices=("raise", "kill"))
@@ -126,4 +127,5 @@ def parse(argv=None):
 if __name__ == "__main__":
     from pyconvnet.distributed import Communicator
 
-    train(parse(), Communicator())
+    args = parse()
+    train(args, Communicator(sync_batchnorm=args.sync_bn))

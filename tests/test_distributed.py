@@ -213,6 +213,19 @@ def test_batch_norm_keeps_per_rank_statistics_and_ranks_agree(tmp_path):
     assert diff > 1e-6  # per-rank statistics: not one process's
 
 
+@needs_mpi
+def test_synchronised_batch_norm_trains_as_one_process(tmp_path):
+    """sync_batchnorm=True: the statistics of the whole global batch on every rank, so the
+    BatchNorm network follows one process; 49 samples in batches of 16 end with a batch of
+    1, for which rank 1 joins the statistics' reductions with nothing."""
+    flags = ["--model", "cifar_cnn", "--n", "49", "--batch", "16", "--epochs", "2", "--optimizer", "momentum"]
+    got, info = _worker(tmp_path, *flags, "--sync-bn")
+    want, ref = mpi_worker.train(mpi_worker.parse(flags))
+    assert info["ranks_agree"]
+    _assert_same_weights(got, want)
+    assert info["history"]["train_acc"] == ref["history"]["train_acc"]
+
+
 def _ck_epoch(path):
     from pyconvnet.checkpoint import load_checkpoint
 
@@ -327,3 +340,10 @@ def test_scaling_on_paper_follows_the_ring_allreduce_cost():
         r = next(r for r in table if r["model"] == m and r["link_gbit"] == 10 and r["nodes"] == 2)
         assert r["weak_efficiency"] == pytest.approx(0.01 / (0.01 + 4e6 / 1.25e9 + 2 * 25e-6))
         assert next(r for r in table if r["model"] == m and r["nodes"] == 64)["strong_efficiency"] is None
+
+
+def test_sync_batchnorm_needs_distributed(capsys):
+    from pyconvnet import cli
+
+    assert cli.main(["train", "lenet5", "--sync-batchnorm", "--quiet"]) == 2
+    assert "--sync-batchnorm:" in capsys.readouterr().err

@@ -181,20 +181,21 @@ def test_two_ranks_train_the_weights_of_one_process(tmp_path):
 
 
 @needs_mpi
-@pytest.mark.parametrize("n,extra", [(101, []), (100, ["--augment"])])
-def test_dropout_augmentation_and_an_empty_shard_follow_one_process(tmp_path, n, extra):
+@pytest.mark.parametrize("n,extra,ranks", [(101, [], 2), (100, ["--augment"], 2), (101, [], 3)])
+def test_dropout_augmentation_and_an_empty_shard_follow_one_process(tmp_path, n, extra, ranks):
     """The Keras CNN (two Dropout layers, masks per global sample) with momentum SGD: 101
-    samples in batches of 20 leave a last batch of 1, so rank 1 has nothing for that step;
-    100 samples with random translations (drawn for the whole batch on every rank).
+    samples in batches of 20 leave a last batch of 1, so rank 1 (and 2) have nothing for
+    that step; 100 samples with random translations (drawn for the whole batch on every
+    rank); 3 ranks share batches of 20 as 7/7/6.
 
     Not with Adam, nor translations and a 1-sample batch together: there one process's own
     run moves by ~1e-3 when its initial weights are perturbed by 1e-7 (Adam's g / sqrt(v)
     turns rounding noise in near-zero gradients into steps of ~lr), as much as 2 ranks move it."""
     flags = ["--model", "keras_cnn", "--n", str(n), "--batch", "20", "--epochs", "2", "--optimizer", "momentum",
              *extra]
-    got, info = _worker(tmp_path, *flags)
+    got, info = _worker(tmp_path, *flags, n=ranks)
     want, ref = mpi_worker.train(mpi_worker.parse(flags))
-    assert info["ranks_agree"]
+    assert info["ranks_agree"] and info["size"] == ranks
     _assert_same_weights(got, want)
     assert info["history"]["train_acc"] == ref["history"]["train_acc"]
 

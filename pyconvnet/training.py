@@ -149,6 +149,8 @@ class CheckpointBest(_Monitor):
         value = self._value(logs)
         if self._improved(value):
             self.best = value
+            if not getattr(trainer, "writes", True):  # another rank of a distributed run: rank 0 writes
+                return
             checkpoint.save_checkpoint(self.path, trainer.model, trainer.optimizer,
                             meta={**self.meta, "epoch": epoch + 1, "history": trainer.history.as_dict(),
                                   "monitor": self.monitor, "best": value})
@@ -223,8 +225,9 @@ def split_validation(data, fraction):
 
 
 class _Trainer:
-    def __init__(self, model, optimizer, verbose):
+    def __init__(self, model, optimizer, verbose, writes=True):
         self.model, self.optimizer, self.verbose = model, optimizer, verbose
+        self.writes = writes  # False on the ranks of a distributed run other than 0: they write no files
         self.stop = False
         self.history = History()
 
@@ -257,8 +260,8 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
     (every rank calls fit with the same arguments; ``batch_size`` is the GLOBAL batch,
     split over the ranks): rank 0's weights are broadcast first, gradients are summed
     over the ranks every step, validation is sharded and reduced, only rank 0 prints.
-    Callbacks run on every rank with the same logs; one that writes files should do so
-    on rank 0 only. None (default): one process, and mpi4py is never imported.
+    Callbacks run on every rank with the same logs; CheckpointBest writes on rank 0 only
+    (``trainer.writes``), and a callback of yours that writes files should check it too. None (default): one process, and mpi4py is never imported.
     """
     x, y = _check_data(train, "train")
     if validation_split:
@@ -279,7 +282,7 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
     if distributed is not None:
         distributed.broadcast_model(model)
         verbose = verbose and distributed.rank == 0
-    trainer = _Trainer(model, optimizer, verbose)
+    trainer = _Trainer(model, optimizer, verbose, writes=distributed is None or distributed.rank == 0)
     if history is not None:
         trainer.history = history
     for cb in callbacks:

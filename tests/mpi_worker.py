@@ -16,7 +16,7 @@ import numpy as np
 
 from pyconvnet import data, losses, models, optim
 from pyconvnet.checkpoint import save_checkpoint
-from pyconvnet.training import Callback, fit
+from pyconvnet.training import Callback, CheckpointBest, fit
 
 
 def make_data(n, size, seed=0):
@@ -83,6 +83,8 @@ def train(a, comm=None):
     rank = 0 if comm is None else comm.rank
     loss = losses.SoftmaxCrossEntropy()
     callbacks = [SaveEachEpoch(a.checkpoint)] if a.checkpoint and rank == 0 else []
+    if a.best:  # on every rank: fit lets rank 0 alone write
+        callbacks.append(CheckpointBest(os.path.join(a.best, f"best-rank{rank}.npz"), monitor="val_acc"))
     if a.fault and rank == a.fault_rank:
         loss = FaultyLoss(a.fault, a.fault_epoch - 1, a.fault_step)
         callbacks.append(ArmFault(loss))
@@ -117,6 +119,7 @@ def parse(argv=None):
     p.add_argument("--sync-bn", action="store_true")
     p.add_argument("--out")
     p.add_argument("--checkpoint")
+    p.add_argument("--best", help="a folder: CheckpointBest into best-rank{rank}.npz on every rank")
     p.add_argument("--fault", choices=("raise", "kill"))
     p.add_argument("--fault-rank", type=int, default=1)
     p.add_argument("--fault-epoch", type=int, default=2)

@@ -167,7 +167,8 @@ def test_two_ranks_train_the_weights_of_one_process(tmp_path):
     splits 6/5, so the shard-size weighting is exercised; the weights after 2 epochs agree
     with one process's to float32 rounding, and both ranks hold the same ones."""
     flags = ["--model", "lenet5", "--n", "203", "--batch", "32", "--epochs", "2", "--optimizer", "momentum"]
-    got, info = _worker(tmp_path, *flags)
+    got, info = _worker(tmp_path, *flags, "--best", tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("best-rank*")) == ["best-rank0.npz"]  # rank 0 alone writes
     want, ref = mpi_worker.train(mpi_worker.parse(flags))
     assert info["size"] == 2 and info["ranks_agree"] and info["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
     assert info["allreduce_calls"] == 2 * 7

@@ -718,6 +718,8 @@ def make_parser():
 
 
 def main(argv=None):
+    global _COMM
+    _COMM = None  # a communicator of an earlier main() in this process is not this run's
     try:
         args = make_parser().parse_args(argv)
         if getattr(args, "epochs", None) is not None and args.epochs < 1:

@@ -117,6 +117,7 @@ def parse(argv=None):
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--augment", action="store_true")
     p.add_argument("--sync-bn", action="store_true")
+    p.add_argument("--bucket-mib", type=float)
     p.add_argument("--out")
     p.add_argument("--checkpoint")
     p.add_argument("--best", help="a folder: CheckpointBest into best-rank{rank}.npz on every rank")
@@ -131,4 +132,4 @@ if __name__ == "__main__":
     from pyconvnet.distributed import Communicator
 
     args = parse()
-    train(args, Communicator(sync_batchnorm=args.sync_bn))
+    train(args, Communicator(sync_batchnorm=args.sync_bn, bucket_mib=args.bucket_mib))

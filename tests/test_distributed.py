@@ -162,12 +162,14 @@ def test_launched_under_mpi_reads_the_environment(monkeypatch):
 
 # --------------------------------------------------------------- under mpiexec
 @needs_mpi
-def test_two_ranks_train_the_weights_of_one_process(tmp_path):
-    """LeNet-5, SGD, 2 epochs of 203 samples in global batches of 32: the last batch of 11
-    splits 6/5, so the shard-size weighting is exercised; the weights after 2 epochs agree
-    with one process's to float32 rounding, and both ranks hold the same ones."""
+@pytest.mark.parametrize("bucket", [None, "0.05"])
+def test_two_ranks_train_the_weights_of_one_process(tmp_path, bucket):
+    """LeNet-5, momentum SGD, 2 epochs of 203 samples in global batches of 32: the last
+    batch of 11 splits 6/5, so the shard-size weighting is exercised; the weights after 2
+    epochs agree with one process's to float32 rounding, and both ranks hold the same ones.
+    bucket: the 247 kB gradient buffer reduced in 5 pieces of <= 0.05 MiB instead of one."""
     flags = ["--model", "lenet5", "--n", "203", "--batch", "32", "--epochs", "2", "--optimizer", "momentum"]
-    got, info = _worker(tmp_path, *flags, "--best", tmp_path)
+    got, info = _worker(tmp_path, *flags, "--best", tmp_path, *(["--bucket-mib", bucket] if bucket else []))
     assert sorted(p.name for p in tmp_path.glob("best-rank*")) == ["best-rank0.npz"]  # rank 0 alone writes
     want, ref = mpi_worker.train(mpi_worker.parse(flags))
     assert info["size"] == 2 and info["ranks_agree"] and info["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)

@@ -228,8 +228,13 @@ def cmd_train(args):
                        f"Keras), so pass --epochs {start + 1} or more to train on")
     if args.patience is not None and not cfg["val_split"]:
         raise CLIError("--patience: early stopping watches the validation loss; it needs --val-split > 0")
-    out = _out_folder(args, cfg["model"], (os.path.dirname(args.resume) or ".") if ck is not None else None)
-    if args.threads:
+    comm = _communicator(args)
+    lead = comm is None or comm.rank == 0  # the rank that prints and writes
+    if lead:
+        out = _out_folder(args, cfg["model"], (os.path.dirname(args.resume) or ".") if ck is not None else None)
+    if comm is not None:
+        out = comm.bcast(out if lead else None)
+    elif args.threads:
         set_num_threads(args.threads)
     dataset = cfg["dataset"]
     ds = _load_dataset(dataset, args.data_root, verify=not args.no_verify)
@@ -262,28 +267,32 @@ def cmd_train(args):
             raise CLIError(f"{e} (--dataset {dataset})") from None
         opt = _make_optimizer(cfg["optimizer"], model, cfg["lr"], cfg["weight_decay"], cfg["schedule"], epochs)
         history = None
-    if args.summary:
+    if args.summary and lead:
         model.summary(tuple(xtr.shape[1:]), print_fn=lambda t: print(t, file=sys.stderr if args.json else sys.stdout))
     loss = losses.SoftmaxCrossEntropy()
-    _make_folder(out)
+    if lead:
+        _make_folder(out)
     meta = {**cfg, "classes": list(ds.classes), "input_shape": list(xtr.shape[1:])}
     callbacks = []
-    if val is not None:
+    if val is not None and lead:
         callbacks.append(CheckpointBest(os.path.join(out, "best.npz"), monitor="val_acc", meta=meta))
+    if val is not None:
         if args.patience is not None:
             callbacks.append(EarlyStopping(monitor="val_loss", patience=args.patience))
     t0 = time.perf_counter()
     try:
         history = fit(model, (xfit, yfit), epochs=epochs, batch_size=cfg["batch_size"], optimizer=opt, loss=loss,
                       validation=val, seed=cfg["seed"], callbacks=callbacks, history=history, initial_epoch=start,
-                      augment=_augmenter(cfg["augment"], cfg["seed"]), verbose=not args.quiet)
+                      augment=_augmenter(cfg["augment"], cfg["seed"]), verbose=not args.quiet, distributed=comm)
     except TrainingDiverged as e:
         raise CLIError(str(e)) from None
     wall = time.perf_counter() - t0
     # The test set, once: accuracy, loss and the confusion matrix from one pass.
     from .training import predict
 
-    logits = predict(model, xte)
+    logits = predict(model, xte) if comm is None else comm.predict(model, xte)
+    if not lead:
+        return 0
     test_acc = float(np.mean(np.argmax(logits, axis=1) == yte))
     test_loss = float(loss.forward(logits, yte))
     done = len(history.epoch) - (len(ck.meta.get("history", {}).get("epoch", [])) if ck is not None else 0)
@@ -300,6 +309,42 @@ def cmd_train(args):
     else:
         print(_train_line(res))
     return 0
+
+
+# The communicator of a --distributed run (main's error handlers end every rank through it).
+_COMM = None
+
+
+def _communicator(args):
+    """The run's distributed.Communicator with --distributed (None without); a note when
+    mpiexec started several processes without --distributed (each would train alone)."""
+    global _COMM
+    from .distributed import Communicator, launched_under_mpi, mpi_available
+
+    if not getattr(args, "distributed", False):
+        if getattr(args, "sync_batchnorm", False):
+            raise CLIError("--sync-batchnorm: synchronises batch norm over the ranks of --distributed; pass both")
+        if launched_under_mpi() > 1 and not args.quiet:
+            print(f"note: {launched_under_mpi()} MPI processes without --distributed: each trains alone; pass "
+                  f"--distributed for data-parallel training", file=sys.stderr)
+        return None
+    if not mpi_available():
+        raise CLIError("--distributed: needs mpi4py and an MPI library: pip install 'pyconvnet[mpi]'")
+    _COMM = Communicator(threads=args.threads, sync_batchnorm=args.sync_batchnorm)
+    return _COMM
+
+
+def _end_all_ranks(status):
+    """After an error was printed: a --distributed run ends its other ranks too (MPI_Abort),
+    which would otherwise wait in a collective for this one."""
+    if _COMM is not None and _COMM.size > 1:
+        _COMM.abort(status)
+    return status
+
+
+def _error_prefix():
+    return "pyconvnet: error" if _COMM is None or _COMM.size == 1 else \
+        f"pyconvnet: error (rank {_COMM.rank} of {_COMM.size})"
 
 
 def _train_results(cfg, history, done, wall, n_train, val, test_acc, test_loss, n_test, out):
@@ -620,6 +665,12 @@ def make_parser():
     t.add_argument("--json", action="store_true", help="print the results as one JSON object (also written to "
                    "results.json)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--distributed", action="store_true", help="data-parallel training over MPI, launched as "
+                   "`mpiexec -n N pyconvnet train ... --distributed` (needs pip install 'pyconvnet[mpi]'): "
+                   "--batch-size is the global batch, split over the N ranks; rank 0 prints and writes; each "
+                   "rank defaults to its share of this host's cores as --threads")
+    t.add_argument("--sync-batchnorm", action="store_true", help="with --distributed: batch norm statistics over "
+                   "the whole global batch (default: each rank's own samples, as ChainerMN)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="test-set accuracy and loss of a checkpoint")
     e.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `pyconvnet train`")
@@ -667,6 +718,8 @@ def make_parser():
 
 
 def main(argv=None):
+    global _COMM
+    _COMM = None  # a communicator of an earlier main() in this process is not this run's
     try:
         args = make_parser().parse_args(argv)
         # experiments parse their own --epochs (e.g. the speedrun's "9.9" or "2,5,9.9")
@@ -674,8 +727,8 @@ def main(argv=None):
             raise CLIError("--epochs: must be >= 1")
         return args.func(args)
     except CLIError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{_error_prefix()}: {e}", file=sys.stderr)
+        return _end_all_ranks(2)
     except BrokenPipeError:  # e.g. `pyconvnet models | head`: the reader has gone, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
@@ -686,11 +739,11 @@ def main(argv=None):
             msg = e.explain(root_option="--data-root DIR", root_label="--data-root", download_option=None)
         else:
             msg = str(e)
-        print(f"pyconvnet: error: {msg}", file=sys.stderr)
-        return 1
+        print(f"{_error_prefix()}: {msg}", file=sys.stderr)
+        return _end_all_ranks(1)
     except KeyboardInterrupt:
         print("pyconvnet: interrupted", file=sys.stderr)
-        return 130
+        return _end_all_ranks(130)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,8 @@ class CheckpointBest(_Monitor):
         value = self._value(logs)
         if self._improved(value):
             self.best = value
+            if not getattr(trainer, "writes", True):  # another rank of a distributed run: rank 0 writes
+                return
             checkpoint.save_checkpoint(self.path, trainer.model, trainer.optimizer,
                             meta={**self.meta, "epoch": epoch + 1, "history": trainer.history.as_dict(),
                                   "monitor": self.monitor, "best": value})
@@ -223,8 +225,9 @@ def split_validation(data, fraction):
 
 
 class _Trainer:
-    def __init__(self, model, optimizer, verbose):
+    def __init__(self, model, optimizer, verbose, writes=True):
         self.model, self.optimizer, self.verbose = model, optimizer, verbose
+        self.writes = writes  # False on the ranks of a distributed run other than 0: they write no files
         self.stop = False
         self.history = History()
 
@@ -235,7 +238,7 @@ class _Trainer:
 
 def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuffle=True, seed=None,
         callbacks=(), transform=None, augment=None, verbose=True, history=None, initial_epoch=0,
-        validation_split=0.0):
+        validation_split=0.0, distributed=None):
     """Train ``model`` on ``train = (images, labels)`` up to epoch ``epochs``.
 
     As in Keras, ``epochs`` is the index of the final epoch and ``initial_epoch`` the
@@ -252,6 +255,13 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
     from the global generator of ``pyconvnet.manual_seed``) so the draws differ per
     epoch but the run is reproducible. The model is in training mode (``train()``)
     during the call and back in the mode it had afterwards. Returns a History.
+
+    distributed: a :class:`pyconvnet.distributed.Communicator` for data-parallel training
+    (every rank calls fit with the same arguments; ``batch_size`` is the GLOBAL batch,
+    split over the ranks): rank 0's weights are broadcast first, gradients are summed
+    over the ranks every step, validation is sharded and reduced, only rank 0 prints.
+    Callbacks run on every rank with the same logs; CheckpointBest writes on rank 0 only
+    (``trainer.writes``), and a callback of yours that writes files should check it too. None (default): one process, and mpi4py is never imported.
     """
     x, y = _check_data(train, "train")
     if validation_split:
@@ -269,7 +279,10 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
                          f"final epoch (Keras), so to train {epochs} more pass epochs={initial_epoch + epochs}")
     seed = draw_seed() if seed is None else int(seed)
     transform = transform or to_float
-    trainer = _Trainer(model, optimizer, verbose)
+    if distributed is not None:
+        distributed.broadcast_model(model)
+        verbose = verbose and distributed.rank == 0
+    trainer = _Trainer(model, optimizer, verbose, writes=distributed is None or distributed.rank == 0)
     if history is not None:
         trainer.history = history
     for cb in callbacks:
@@ -289,10 +302,12 @@ def fit(model, train, epochs, batch_size, optimizer, loss, validation=None, shuf
                 t0 = time.perf_counter()
                 logs, samples, train_seconds = _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle,
                                                             transform, augment, rng, f"epoch {epoch + 1}/{epochs}",
-                                                            verbose, epoch)
+                                                            verbose, epoch, distributed)
+                if distributed is not None:
+                    distributed.average_buffers(model)
                 if validation is not None:
                     logs["val_loss"], logs["val_acc"] = _validate(model, validation, batch_size, loss, transform,
-                                                                  optimizer, epoch)
+                                                                  optimizer, epoch, distributed)
                 _record(trainer, epoch, logs, optimizer, samples, train_seconds, time.perf_counter() - t0)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs, trainer)
@@ -310,12 +325,29 @@ def _diverged(epoch, what, optimizer, extra=""):
 
 
 def _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle, transform, augment, rng, desc, verbose,
-                 epoch):
-    """One pass of training steps over (x, y); returns (logs, samples seen, seconds of the steps)."""
+                 epoch, comm=None):
+    """One pass of training steps over (x, y); returns (logs, samples seen, seconds of the steps).
+    comm (a distributed.Communicator): this rank trains on its share of every batch."""
     t0 = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     bar = _progress(len(x), desc, verbose)
     for idx in _batches(len(x), batch_size, rng if shuffle else None):
+        n = len(idx)
+        if comm is not None:
+            # augmentation draws for the whole batch on every rank: the draws of one process
+            lo, hi = comm.bounds(n)
+            xb = augment(transform(x[idx]), rng)[lo:hi] if augment is not None else transform(x[idx[lo:hi]])
+            batch_loss, batch_correct = comm.train_step(model, loss, xb, y[idx[lo:hi]], lo, n)
+            if not math.isfinite(batch_loss):
+                bar.close()
+                raise _diverged(epoch, f", after {seen} samples: loss is {batch_loss}", optimizer)
+            optimizer.step()
+            total_loss += batch_loss * n
+            correct += batch_correct
+            seen += n
+            elapsed = time.perf_counter() - t0
+            bar.update(n, loss=total_loss / seen, acc=correct / seen, rate=seen / max(elapsed, 1e-9))
+            continue
         xb = transform(x[idx])
         if augment is not None:
             xb = augment(xb, rng)
@@ -327,7 +359,6 @@ def _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle, transform, a
             raise _diverged(epoch, f", after {seen} samples: loss is {batch_loss}", optimizer)
         model.backward(loss.backward())
         optimizer.step()
-        n = len(idx)
         total_loss += batch_loss * n
         if yb.ndim == 1:
             correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
@@ -347,9 +378,10 @@ def _train_epoch(model, x, y, batch_size, optimizer, loss, shuffle, transform, a
     return logs, seen, train_seconds
 
 
-def _validate(model, validation, batch_size, loss, transform, optimizer, epoch):
-    """(val_loss, val_acc) after an epoch; a non-finite loss is divergence."""
-    val_loss, val_acc = evaluate(model, validation, batch_size=max(batch_size, 256), loss=loss, transform=transform)
+def _validate(model, validation, batch_size, loss, transform, optimizer, epoch, comm=None):
+    """(val_loss, val_acc) after an epoch (sharded over comm's ranks when given); a non-finite loss is divergence."""
+    val_loss, val_acc = (evaluate if comm is None else comm.evaluate)(
+        model, validation, batch_size=max(batch_size, 256), loss=loss, transform=transform)
     if not math.isfinite(val_loss):
         raise _diverged(epoch, f": the validation loss is {val_loss}", optimizer, " (of the validation images too)")
     return val_loss, val_acc

@@ -33,7 +33,7 @@ LAYERS = [
     ["pyconvnet.init", "pyconvnet.losses", "pyconvnet.optim", "pyconvnet.metrics", "pyconvnet.layers"],
     ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models", "pyconvnet.tta",
      "pyconvnet.profiler"],
-    ["pyconvnet.search", "pyconvnet.plots", "pyconvnet.onnx"],
+    ["pyconvnet.search", "pyconvnet.plots", "pyconvnet.onnx", "pyconvnet.distributed"],
     ["pyconvnet.relaxed", "pyconvnet.experiments", "pyconvnet.cli", "pyconvnet.__main__"],
 ]
 LEAVES = {"pyconvnet._args", "pyconvnet._process", "pyconvnet.gradcheck", "pyconvnet._safetensors", "pyconvnet._random"}

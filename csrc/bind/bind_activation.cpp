@@ -46,7 +46,7 @@ using mask_arr = py::array_t<bool, py::array::c_style | py::array::forcecast>;
 
 // (y, mask): mask a bool array of x's shape. threshold = p * 2^32 (the caller has checked p in [0, 1)).
 template <typename T>
-py::tuple dropout_forward(arr<T> x, double p, std::uint64_t key) {
+py::tuple dropout_forward(arr<T> x, double p, std::uint64_t key, std::uint64_t offset) {
     if (!(p >= 0.0 && p < 1.0)) fail("p: expected a probability in [0, 1), got " + std::to_string(p));
     const auto thr = std::uint32_t(std::min(p * 4294967296.0, 4294967295.0));
     arr<T> y(shape_of(x));
@@ -57,7 +57,7 @@ py::tuple dropout_forward(arr<T> x, double p, std::uint64_t key) {
     const index_t n = x.size();
     {
         py::gil_scoped_release nogil;
-        pcn::dropout_forward<T>(xp, yp, mp, n, thr, T(1.0 / (1.0 - p)), key);
+        pcn::dropout_forward<T>(xp, yp, mp, n, thr, T(1.0 / (1.0 - p)), key, offset);
     }
     return py::make_tuple(y, mask);
 }
@@ -89,7 +89,7 @@ void register_typed(py::module_& m) {
     m.def("relu_backward", &unary_backward<T, pcn::relu_backward<T>>, "grad_out"_a, "y"_a);
     m.def("sigmoid_forward", &unary<T, pcn::sigmoid_forward<T>>, "x"_a);
     m.def("sigmoid_backward", &unary_backward<T, pcn::sigmoid_backward<T>>, "grad_out"_a, "y"_a);
-    m.def("dropout_forward", &dropout_forward<T>, "x"_a, "p"_a, "key"_a);
+    m.def("dropout_forward", &dropout_forward<T>, "x"_a, "p"_a, "key"_a, "offset"_a = 0);
     m.def("dropout_backward", &dropout_backward<T>, "grad_out"_a, "mask"_a, "scale"_a);
 }
 

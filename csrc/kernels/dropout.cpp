@@ -34,10 +34,10 @@ namespace {
 template <typename T>
 [[gnu::always_inline]] inline void forward_span(const T* __restrict x, T* __restrict y, std::uint8_t* __restrict mask,
                                                 index_t s, index_t e, std::uint32_t thr, T scale, std::uint32_t k0,
-                                                std::uint32_t k1) {
+                                                std::uint32_t k1, std::uint64_t off) {
 #pragma omp simd
     for (index_t i = s; i < e; ++i) {
-        const bool keep = bits_of(k0, k1, std::uint64_t(i)) >= thr;
+        const bool keep = bits_of(k0, k1, off + std::uint64_t(i)) >= thr;
         const T v = x[i] * scale;  // loaded unconditionally: a select, not a branch
         y[i] = keep ? v : T(0);
         mask[i] = std::uint8_t(keep);
@@ -52,14 +52,14 @@ template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void forward_span_avx512(const T* x, T* y, std::uint8_t* mask,
                                                                               index_t s, index_t e, std::uint32_t thr,
                                                                               T scale, std::uint32_t k0,
-                                                                              std::uint32_t k1) {
-    forward_span(x, y, mask, s, e, thr, scale, k0, k1);
+                                                                              std::uint32_t k1, std::uint64_t off) {
+    forward_span(x, y, mask, s, e, thr, scale, k0, k1, off);
 }
 template <typename T>
 __attribute__((target("avx2"))) void forward_span_avx2(const T* x, T* y, std::uint8_t* mask, index_t s, index_t e,
                                                       std::uint32_t thr, T scale, std::uint32_t k0,
-                                                      std::uint32_t k1) {
-    forward_span(x, y, mask, s, e, thr, scale, k0, k1);
+                                                      std::uint32_t k1, std::uint64_t off) {
+    forward_span(x, y, mask, s, e, thr, scale, k0, k1, off);
 }
 #endif
 
@@ -71,15 +71,15 @@ std::uint32_t dropout_bits(std::uint64_t key, std::uint64_t i) {
 
 template <typename T>
 void dropout_forward(const T* x, T* y, std::uint8_t* mask, index_t n, std::uint32_t threshold, T scale,
-                     std::uint64_t key) {
+                     std::uint64_t key, std::uint64_t offset) {
     const std::uint32_t k0 = std::uint32_t(key), k1 = std::uint32_t(key >> 32);
     const Isa isa = active_isa();
     chunked(n, 4, [&](index_t s, index_t e) {
 #ifdef PCN_X86_64
-        if (isa == Isa::avx512) return forward_span_avx512(x, y, mask, s, e, threshold, scale, k0, k1);
-        if (isa == Isa::avx2) return forward_span_avx2(x, y, mask, s, e, threshold, scale, k0, k1);
+        if (isa == Isa::avx512) return forward_span_avx512(x, y, mask, s, e, threshold, scale, k0, k1, offset);
+        if (isa == Isa::avx2) return forward_span_avx2(x, y, mask, s, e, threshold, scale, k0, k1, offset);
 #endif
-        forward_span(x, y, mask, s, e, threshold, scale, k0, k1);
+        forward_span(x, y, mask, s, e, threshold, scale, k0, k1, offset);
     });
 }
 
@@ -96,9 +96,9 @@ void dropout_backward(const T* __restrict gy, const std::uint8_t* __restrict mas
 }
 
 template void dropout_forward<float>(const float*, float*, std::uint8_t*, index_t, std::uint32_t, float,
-                                     std::uint64_t);
+                                     std::uint64_t, std::uint64_t);
 template void dropout_forward<double>(const double*, double*, std::uint8_t*, index_t, std::uint32_t, double,
-                                      std::uint64_t);
+                                      std::uint64_t, std::uint64_t);
 template void dropout_backward<float>(const float*, const std::uint8_t*, float*, index_t, float);
 template void dropout_backward<double>(const double*, const std::uint8_t*, double*, index_t, double);
 

@@ -38,7 +38,7 @@ def _dropout_p(p):
     return p
 
 
-def dropout(x, p=0.5, seed=None, *, return_mask=False):
+def dropout(x, p=0.5, seed=None, *, return_mask=False, offset=0):
     """Inverted dropout (training mode): y = x * mask / (1 - p), each element dropped with
     probability p in [0, 1). Returns y, as torch's dropout; with ``return_mask=True``
     returns (y, mask), mask a bool array of x's shape, which :func:`dropout_backward` takes.
@@ -47,13 +47,20 @@ def dropout(x, p=0.5, seed=None, *, return_mask=False):
     (i, seed) is at least p * 2^32, so it is the same for any thread count, and the same
     seed gives it back (``dropout(ones, p, seed, return_mask=True)``). seed: an int in
     [0, 2^64) (draw a fresh one per call, e.g. from a numpy Generator); None draws one
-    from the global generator (``pyconvnet.manual_seed``)."""
+    from the global generator (``pyconvnet.manual_seed``).
+
+    offset: the hash counter of x's first element (element i uses i + offset), so x can be
+    a slice of a larger array and draw the mask that array would have had there: a
+    data-parallel rank holding samples s.. of a batch passes s * (elements per sample)."""
     x = float_array(x, "x")
     p = _dropout_p(p)
     seed = draw_seed() if seed is None else as_int(seed, "seed")
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
-    y, mask = _core.dropout_forward(x, p, seed)
+    offset = as_int(offset, "offset")
+    if not 0 <= offset < 2**63:
+        raise ValueError(f"offset: expected an int in [0, 2**63), got {offset}")
+    y, mask = _core.dropout_forward(x, p, seed, offset)
     return (y, mask) if return_mask else y
 
 

@@ -151,7 +151,14 @@ class Dropout(Layer):
     The mask comes from this layer's own generator (``rng``: Generator or int seed,
     or ``seed``): each training forward draws one 64-bit seed from it for the C++
     kernel's counter-based mask (:func:`pyconvnet.functional.dropout`), so two layers
-    built with the same seed draw the same masks, on any number of threads."""
+    built with the same seed draw the same masks, on any number of threads.
+
+    ``sample_offset`` (default 0): the index, in the global batch, of this call's first
+    sample. Data-parallel training (:mod:`pyconvnet.distributed`) sets it on each rank so
+    that sample s of a batch gets the mask it would get in one process, whatever the
+    number of ranks."""
+
+    sample_offset = 0
 
     def __init__(self, p=0.5, *, rng=None, seed=None):
         super().__init__()
@@ -182,7 +189,9 @@ class Dropout(Layer):
             self._cache = (mask, x.shape)
             return np.zeros_like(x)
         # one draw from our generator seeds the C++ counter-based mask of this call
-        y, mask = F.dropout(x, self.p, int(self._rng.integers(0, 2**64, dtype=np.uint64)), return_mask=True)
+        per_sample = x.size // x.shape[0] if x.ndim and x.shape[0] else 0
+        y, mask = F.dropout(x, self.p, int(self._rng.integers(0, 2**64, dtype=np.uint64)), return_mask=True,
+                            offset=int(self.sample_offset) * per_sample)
         self._cache = (mask, x.shape)
         return y
 

@@ -237,16 +237,19 @@ def arith_lstm(input_size, hidden=64, classes=ARITH_CLASSES, seed=0, dtype=np.fl
                         ("fc", L.Linear(hidden, classes, init="uniform_fan_in", rng=rng, dtype=dtype)))
 
 
-def arith_model2(hidden=64, classes=ARITH_CLASSES, filters=16, dropout=0.25, seed=0, dtype=np.float32):
+def arith_model2(hidden=64, classes=ARITH_CLASSES, filters=16, dropout=0.25, softmax=True, seed=0,
+                 dtype=np.float32):
     """The Nihon Univ. paper's model-2, one network trained end to end: inputs ``a`` and ``b``
-    (N, 1, 28, 28) -> cnn1 / cnn2 (:func:`arith_cnn`, 10 outputs each) -> softmax -> stacked
-    into the sequence (N, 2, 10) -> :func:`arith_lstm` (-> 28 logits)."""
-    nodes = [
-        ("cnn1", arith_cnn(filters=filters, dropout=dropout, seed=seed, dtype=dtype), ["a"]),
-        ("cnn2", arith_cnn(filters=filters, dropout=dropout, seed=seed + 100, dtype=dtype), ["b"]),
-        ("p1", L.Softmax(), ["cnn1"]),
-        ("p2", L.Softmax(), ["cnn2"]),
-        ("seq", L.Stack(axis=1), ["p1", "p2"]),
-        ("rnn", arith_lstm(10, hidden, classes, seed=seed + 200, dtype=dtype), ["seq"]),
-    ]
+    (N, 1, 28, 28) -> cnn1 / cnn2 (:func:`arith_cnn`, 10 outputs each) -> softmax (or, with
+    ``softmax=False``, the 10 logits as they are) -> stacked into the sequence (N, 2, 10) ->
+    :func:`arith_lstm` (-> 28 logits)."""
+    cnn1 = arith_cnn(filters=filters, dropout=dropout, seed=seed, dtype=dtype)
+    cnn2 = arith_cnn(filters=filters, dropout=dropout, seed=seed + 100, dtype=dtype)
+    nodes = [("cnn1", cnn1, ["a"]), ("cnn2", cnn2, ["b"])]
+    ins = ["cnn1", "cnn2"]
+    if softmax:
+        nodes += [("p1", L.Softmax(), ["cnn1"]), ("p2", L.Softmax(), ["cnn2"])]
+        ins = ["p1", "p2"]
+    nodes += [("seq", L.Stack(axis=1), ins),
+              ("rnn", arith_lstm(10, hidden, classes, seed=seed + 200, dtype=dtype), ["seq"])]
     return L.Graph(nodes, inputs=["a", "b"], outputs=["rnn"])

@@ -15,13 +15,15 @@ and the first-layer filters of their CNNs compared.
   Flatten - Linear(-> 10);
 * model-1: CNN1 trained alone on the first images and their digits, CNN2 on the second ones;
   their predicted digits for the training pairs are the LSTM's training sequence (N, 2, 1)
-  (``--lstm-input value``: the digit / 9; ``onehot``: (N, 2, 10)); the LSTM
+  (``--lstm-input value``: the digit 0 .. 9 as a number; ``onehot``: (N, 2, 10)); the LSTM
   (``models.arith_lstm``: LSTM(64) - Linear(-> 28)) learns the third term from them. Its
   test accuracy is measured on the CNNs' predictions for the test pairs (the whole model-1);
-* model-2 (``models.arith_model2``): the two CNNs' softmax outputs stacked into a sequence
-  (N, 2, 10) feeding the same LSTM head, all trained end to end on the third term only;
+* model-2 (``models.arith_model2``): the two CNNs' softmax outputs (``--model2-input logits``:
+  their logits) stacked into a sequence (N, 2, 10) feeding the same LSTM head, all trained end
+  to end on the third term only;
 * everything: batch 128, plain SGD lr 0.01, softmax cross-entropy (the paper's Table 1);
-  ``--epochs`` for the CNNs and model-2, ``--lstm-epochs`` for model-1's LSTM (the paper: 100);
+  ``--epochs`` for model-1's CNNs, ``--model2-epochs`` for model-2, ``--lstm-epochs`` for model-1's
+  LSTM (the paper: 100 for all);
 * filters: for reference CNN r and compared CNN c, S_i = min_j ||F_i^r - F_j^c|| over the 16
   first-layer filters (the paper's eq. 1), drawn as heat maps: within each model (Fig. 4) and
   between the models (Fig. 5). The four CNNs start from different random weights; S between
@@ -75,11 +77,13 @@ def make_pairs(images, labels):
 
 
 def encode_digits(a, b, mode):
-    """Predicted digits of the two terms as the LSTM's input sequence: (N, 2, 1) digit / 9
-    (``value``) or (N, 2, 10) one-hot (``onehot``), float32."""
+    """Predicted digits of the two terms as the LSTM's input sequence: (N, 2, 1), the digit
+    itself, 0 .. 9 (``value``: the label as a number, as the paper feeds "the predicted labels";
+    scaled to [0, 1] it learned several times slower under SGD lr 0.01), or (N, 2, 10) one-hot
+    (``onehot``), float32."""
     seq = np.stack([a, b], axis=1)
     if mode == "value":
-        return (seq[..., None] / 9.0).astype(np.float32)
+        return seq[..., None].astype(np.float32)
     return np.eye(10, dtype=np.float32)[seq]
 
 
@@ -103,7 +107,7 @@ def train_single(model, x, y, epochs, args, seed, transform=None):
 
 
 def train_model2(model, xa, xb, y, args, seed, log):
-    """End-to-end SGD of the two-input Graph for args.epochs passes; returns (seconds, per-epoch loss)."""
+    """End-to-end SGD of the two-input Graph for args.model2_epochs passes; returns (seconds, per-epoch loss)."""
     from ..data import to_float
     from ..losses import SoftmaxCrossEntropy
     from ..optim import SGD
@@ -114,7 +118,7 @@ def train_model2(model, xa, xb, y, args, seed, log):
     model["cnn1"].need_input_grad = model["cnn2"].need_input_grad = False
     model.train()
     t0, losses = time.perf_counter(), []
-    for epoch in range(args.epochs):
+    for epoch in range(args.model2_epochs):
         rng = epoch_generator(model, seed, epoch)
         order, total = rng.permutation(len(y)), 0.0
         for s in range(0, len(y), args.batch_size):
@@ -124,7 +128,8 @@ def train_model2(model, xa, xb, y, args, seed, log):
             model.backward(loss.backward())
             opt.step()
         losses.append(total / len(y))
-        log(f"model-2 epoch {epoch + 1}/{args.epochs}: loss {losses[-1]:.4f}")
+        log(f"model-2 epoch {epoch + 1}/{args.model2_epochs}: loss {losses[-1]:.4f} "
+            f"({time.perf_counter() - t0:.0f} s)")
     model.eval()
     return time.perf_counter() - t0, losses
 
@@ -205,7 +210,7 @@ def _run(args, run, log):
     from ..data import mnist
     from ..models import arith_cnn, arith_lstm, arith_model2
 
-    ds = mnist(root=args.data_root)
+    ds = mnist(root=args.data_root, verify=not args.no_verify)
     train, val, test = split_mnist(ds, args.seed, args.split)
     tr, va, te = make_pairs(*train), make_pairs(*val), make_pairs(*test)
     log(f"pairs: {len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
@@ -213,7 +218,7 @@ def _run(args, run, log):
     s = args.seed
     cnn1, cnn2 = arith_cnn(seed=s + 1), arith_cnn(seed=s + 2)
     lstm = arith_lstm(in_size, args.hidden, seed=s + 3)
-    model2 = arith_model2(args.hidden, seed=s + 4)
+    model2 = arith_model2(args.hidden, softmax=args.model2_input == "softmax", seed=s + 4)
     summaries = {"CNN": cnn1.summary((1, 28, 28), print_fn=None),
                  "model-1 LSTM": lstm.summary((2, in_size), print_fn=None),
                  "model-2": model2.summary([(1, 28, 28), (1, 28, 28)], print_fn=None)}
@@ -222,7 +227,7 @@ def _run(args, run, log):
     init_s = filter_dissimilarity(first_filters(cnn1), first_filters(cnn2))
     res = run.results
     res.update(summaries=summaries, split=list(args.split), classes=28, threads=get_num_threads(),
-               epochs={"cnn": args.epochs, "model-1 lstm": args.lstm_epochs, "model-2": args.epochs})
+               epochs={"cnn": args.epochs, "model-1 lstm": args.lstm_epochs, "model-2": args.model2_epochs})
 
     # ---- model-1: the CNNs alone, then the LSTM on their predicted digits
     secs = {}
@@ -279,8 +284,9 @@ def format_results(res, args):
     rows = [[k, f"{acc[k]:.4f}", f"{paper[k]:.3f}"] for k in PAPER]
     n_tr, n_va, n_te = res["split"]
     head = (f"Table 2 (test accuracy), {n_tr}/{n_va}/{n_te} images, batch {args.batch_size}, SGD lr {args.lr}, "
-            f"CNNs and model-2 {args.epochs} epochs, model-1's LSTM {args.lstm_epochs} epochs (the paper: 100), "
-            f"LSTM input {args.lstm_input}, hidden {args.hidden}")
+            f"epochs: model-1's CNNs {args.epochs}, model-1's LSTM {args.lstm_epochs}, model-2 "
+            f"{args.model2_epochs} (the paper: 100 each); model-1's LSTM input: the predicted digits as "
+            f"{args.lstm_input}; model-2's LSTM input: the CNNs' {args.model2_input}; LSTM hidden {args.hidden}")
     lines = [head, "",
              markdown_table(["network", "measured", "paper"], rows), "",
              markdown_table(["also measured", "accuracy"], [[k, f"{v:.4f}"] for k, v in res["extra"].items()]), ""]
@@ -299,19 +305,24 @@ def format_results(res, args):
 # ------------------------------------------------------------------ command line
 def add_arguments(p):
     p.add_argument("--quick", action="store_true",
-                   help="3000/1000/1000 images, 2 epochs (CNNs, model-2) and 5 (the LSTM): a test, ~1 minute")
-    p.add_argument("--epochs", type=int, help="epochs of the CNNs and of model-2 (default 10; the paper: 100)")
+                   help="3000/1000/1000 images, 2 epochs (CNNs, model-2) and 5 (the LSTM): a test, seconds")
+    p.add_argument("--epochs", type=int, help="epochs of model-1's CNNs (default 20; the paper: 100)")
+    p.add_argument("--model2-epochs", type=int, help="epochs of model-2 (default: --epochs; the paper: 100)")
     p.add_argument("--lstm-epochs", type=int, help="epochs of model-1's LSTM (default 100, the paper's)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch size (default 128, the paper's)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01, the paper's)")
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
     p.add_argument("--lstm-input", choices=("value", "onehot"), default="value",
-                   help="model-1's LSTM input: each predicted digit / 9 (value, default) or one-hot")
+                   help="model-1's LSTM input: each predicted digit as a number 0..9 (value, default) or one-hot")
+    p.add_argument("--model2-input", choices=("softmax", "logits"), default="softmax",
+                   help="what model-2's CNNs hand the LSTM: their softmax outputs (default) or logits")
     p.add_argument("--limit", type=int,
                    help="training images (validation and test scaled as 18000/42000 and 10000/42000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling")
     p.add_argument("--threads", type=int, help="kernel threads (default: all cores or OMP_NUM_THREADS)")
     p.add_argument("--data-root", help="folder with the MNIST files (default: $PYCONVNET_DATA, cache)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check of the MNIST files (for test files in their format)")
     p.add_argument("--out", default="runs/arithmetic-lstm", help="output folder (default runs/arithmetic-lstm)")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress lines")
     return p
@@ -326,10 +337,12 @@ def finish_args(args):
     else:
         args.split = (3000, 1000, 1000) if args.quick else SPLIT
     if args.epochs is None:
-        args.epochs = 2 if args.quick else 10
+        args.epochs = 2 if args.quick else 20
+    if args.model2_epochs is None:
+        args.model2_epochs = args.epochs
     if args.lstm_epochs is None:
         args.lstm_epochs = 5 if args.quick else 100
-    for name in ("epochs", "lstm_epochs", "batch_size", "hidden"):
+    for name in ("epochs", "model2_epochs", "lstm_epochs", "batch_size", "hidden"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if not args.lr > 0:

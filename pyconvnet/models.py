@@ -211,14 +211,14 @@ def airbench_net(widths=(64, 256, 256), batchnorm_momentum=0.6, seed=0, dtype=np
 
 
 # ---------------------------------------------------------------- the arithmetic-sequence task
-# "Weight parameter characteristics compared across network structures" (Nihon Univ.): two
-# digit images, the first two terms a, b of an arithmetic sequence, in; the third term
-# 2b - a (-9 .. 18: 28 classes) out.
+# The CNN+LSTM paper ("Consideration of weight parameter characteristics by comparing network
+# structures in deep learning"): two digit images, the first two terms a, b of an arithmetic
+# sequence, in; the third term 2b - a (-9 .. 18: 28 classes) out.
 ARITH_CLASSES = 28
 
 
 def arith_cnn(in_channels=1, size=28, classes=10, filters=16, dropout=0.25, seed=0, dtype=np.float32):
-    """The Nihon Univ. paper's digit CNN (its Fig. 2, as far as its text gives it): Conv2d(16 filters,
+    """The CNN+LSTM paper's digit CNN (its Fig. 2, as far as its text gives it): Conv2d(16 filters,
     3x3) - ReLU - MaxPool 2x2 - Dropout(0.25) - Flatten - Linear(-> 10). Named children: conv1 is
     the first-layer convolution whose filters the paper compares."""
     rng = np.random.default_rng(seed)
@@ -230,7 +230,7 @@ def arith_cnn(in_channels=1, size=28, classes=10, filters=16, dropout=0.25, seed
 
 
 def arith_lstm(input_size, hidden=64, classes=ARITH_CLASSES, seed=0, dtype=np.float32):
-    """The Nihon Univ. paper's LSTM: a sequence (N, 2, input_size) (the two terms) -> LSTM(hidden),
+    """The CNN+LSTM paper's LSTM: a sequence (N, 2, input_size) (the two terms) -> LSTM(hidden),
     last step -> Linear(-> 28 classes, the third term 2b - a shifted by 9)."""
     rng = np.random.default_rng(seed)
     return L.Sequential(("lstm", L.LSTM(input_size, hidden, rng=rng, dtype=dtype)),
@@ -239,7 +239,7 @@ def arith_lstm(input_size, hidden=64, classes=ARITH_CLASSES, seed=0, dtype=np.fl
 
 def arith_model2(hidden=64, classes=ARITH_CLASSES, filters=16, dropout=0.25, softmax=True, seed=0,
                  dtype=np.float32):
-    """The Nihon Univ. paper's model-2, one network trained end to end: inputs ``a`` and ``b``
+    """The CNN+LSTM paper's model-2, one network trained end to end: inputs ``a`` and ``b``
     (N, 1, 28, 28) -> cnn1 / cnn2 (:func:`arith_cnn`, 10 outputs each) -> softmax (or, with
     ``softmax=False``, the 10 logits as they are) -> stacked into the sequence (N, 2, 10) ->
     :func:`arith_lstm` (-> 28 logits)."""

@@ -1,7 +1,8 @@
-"""The arithmetic-sequence experiment of "Weight parameter characteristics compared across network
-structures" (Nihon Univ.): two MNIST digits, consecutive terms a, b of an arithmetic sequence, in;
-the third term 2b - a out. CNNs + LSTM trained in two stages (model-1) or end to end (model-2),
-and the first-layer filters of their CNNs compared.
+"""The arithmetic-sequence experiment of the CNN+LSTM paper (Inoue, Tsukamoto, "Consideration of
+weight parameter characteristics by comparing network structures in deep learning"): two MNIST
+digits, consecutive terms a, b of an arithmetic sequence, in; the third term 2b - a out. CNNs +
+LSTM trained in two stages (model-1) or end to end (model-2), and the first-layer filters of
+their CNNs compared.
 
 ``pyconvnet experiment arithmetic-lstm [--quick]`` reproduces the paper's Table 2 and Figs. 4-5:
 

@@ -1,4 +1,4 @@
-"""`pyconvnet experiment arithmetic-lstm` (the Nihon Univ. paper's arithmetic-sequence task): the
+"""`pyconvnet experiment arithmetic-lstm` (the CNN+LSTM paper's arithmetic-sequence task): the
 pairing and label space, the filter dissimilarity S_i, bad options, and --quick end to end on
 small synthetic MNIST-format files (always) and on the real MNIST (skipped without it)."""
 from __future__ import annotations

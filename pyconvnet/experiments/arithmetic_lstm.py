@@ -274,6 +274,11 @@ def _run(args, run, log):
                S_untrained=init_s.tolist(),
                filter_norm_mean={f"{m} {c}": float(np.linalg.norm(w.reshape(len(w), -1), axis=1).mean())
                                  for (m, c), w in filters.items()})
+    # the command, the machine and the wall time so far (all but writing the two files) in the table's file
+    from ._common import machine
+
+    res["machine"] = machine()
+    res["wall_seconds"] = time.perf_counter() - run.t0
     run.finish(format_results(res, args))
     return res
 
@@ -300,6 +305,11 @@ def format_results(res, args):
     lines += [f"Reference: two untrained CNNs (different seeds), mean S {u.mean():.3f} (min {u.min():.3f}, max "
               f"{u.max():.3f}). Training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in
                                                                 res["train_seconds"].items()) + "."]
+    if "machine" in res:
+        m = res["machine"]
+        lines += ["", f"Command: `{res['command']}`; wall time {res['wall_seconds'] / 60:.1f} min; machine: "
+                      f"{m['cpu']} ({m['isa']}), {m['cores']} cores, {m['threads']} kernel thread(s), "
+                      f"Python {m['python']}."]
     return "\n".join(lines)
 
 

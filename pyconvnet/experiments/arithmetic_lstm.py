@@ -31,8 +31,8 @@ their CNNs compared.
   two untrained CNNs is reported as the reference level.
 
 Written to ``--out``: results.json, results.md (Table 2 beside the paper's, the S values),
-filters_same_model.png (Fig. 4), filters_between_models.png (Fig. 5), filters.npz (the four
-CNNs' first-layer filters). ``--quick``: 3000/1000/1000 images, 2 epochs (a test; about a minute).
+filters_same_model.png (Fig. 4), filters_between_models.png (Fig. 5), filters.png and
+filters.npz (the four CNNs' first-layer filters). ``--quick``: 3000/1000/1000 images, 2 epochs (a test; about a minute).
 """
 from __future__ import annotations
 
@@ -193,6 +193,34 @@ def plot_heatmaps(panels, path, title):
     plt.close(fig)
 
 
+def plot_filters(filters, path):
+    """The first-layer filters of every CNN: one row per CNN, the 16 3x3 filters side by side (each
+    row on its own symmetric colour scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(filters)
+    k = max(len(w) for w in filters.values())
+    fig, axes = plt.subplots(len(names), k, figsize=(0.75 * k, 0.9 * len(names) + 0.4), squeeze=False)
+    for r, name in enumerate(names):
+        w = filters[name]
+        lim = float(np.abs(w).max()) or 1.0
+        for j in range(k):
+            ax = axes[r, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(w):
+                ax.imshow(w[j, 0], cmap="RdBu_r", vmin=-lim, vmax=lim)
+            if r == 0:
+                ax.set_title(str(j + 1), fontsize=7)
+        axes[r, 0].set_ylabel(" ".join(name), fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle("first-layer 3x3 filters (red > 0 > blue)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _panel_label(letter, spec):
     rm, rc, cm, cc = spec
     return f"({letter}) {rm} {rc.upper()} vs {cm} {cc.upper()}"
@@ -268,6 +296,7 @@ def _run(args, run, log):
     plot_heatmaps([(_panel_label(k, FIG5[k]), v) for k, v in S["fig5"].items()],
                   run.path("filters_between_models.png"),
                   "Fig. 5: first-layer filters, model-1 vs model-2 (S_i)")
+    plot_filters(filters, run.path("filters.png"))
     np.savez(run.path("filters.npz"), **{f"{m}_{c}": w for (m, c), w in filters.items()})
     res.update(accuracy=acc, paper=PAPER, extra=extra, train_seconds=secs, model2_loss=losses2,
                S={fig: {k: v.tolist() for k, v in d.items()} for fig, d in S.items()},

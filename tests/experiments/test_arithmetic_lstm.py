@@ -77,7 +77,7 @@ def test_bad_options(capsys):
 # ============================================================================ end to end
 def _check_outputs(out, res, split):
     for name in ("results.json", "results.md", "filters_same_model.png", "filters_between_models.png",
-                 "filters.npz"):
+                 "filters.png", "filters.npz"):
         assert os.path.getsize(out / name) > 0, name
     with open(out / "results.json") as f:
         saved = json.load(f)

@@ -336,9 +336,10 @@ def format_results(res, args):
                                                                 res["train_seconds"].items()) + "."]
     if "machine" in res:
         m = res["machine"]
-        lines += ["", f"Command: `{res['command']}`; wall time {res['wall_seconds'] / 60:.1f} min; machine: "
-                      f"{m['cpu']} ({m['isa']}), {m['cores']} cores, {m['threads']} kernel thread(s), "
-                      f"Python {m['python']}."]
+        where = (f"Command: `{res['command']}`; wall time {res['wall_seconds'] / 60:.1f} min; machine: "
+                 f"{m['cpu']} ({m['isa']}), {m['cores']} cores, {m['threads']} kernel thread(s), "
+                 f"Python {m['python']}.")
+        lines += ["", where]
     return "\n".join(lines)
 
 

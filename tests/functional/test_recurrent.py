@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _helpers import F32, F64, assert_close, check_grad, dtypes, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pyconvnet
 from pyconvnet import functional as F
 from pyconvnet import reference as ref
+
+from _helpers import F32, F64, assert_close, check_grad, dtypes, seeds
 
 
 def make(rng, n, t, i, h, dtype=F64, bias=True, scale=0.5):

@@ -11,7 +11,7 @@ import numpy as np
 from . import layers as L
 
 __all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
-           "matched_hidden", "airbench_net", "MODELS", "build"]
+           "matched_hidden", "airbench_net", "arith_cnn", "arith_lstm", "arith_model2", "MODELS", "build"]
 
 
 def mlp3(hidden=256, in_shape=(1, 28, 28), classes=10, seed=0, dtype=np.float32):
@@ -208,3 +208,48 @@ def airbench_net(widths=(64, 256, 256), batchnorm_momentum=0.6, seed=0, dtype=np
         ("pool", L.MaxPool2d(3)), ("flatten", L.Flatten()),
         ("head", L.Linear(w3, 10, bias=False, init="uniform_fan_in", rng=rng, dtype=dtype)),
         ("scale", L.ConstantArith("mul", np.float32(1.0 / 9.0), dtype=dtype)))
+
+
+# ---------------------------------------------------------------- the arithmetic-sequence task
+# The CNN+LSTM paper ("Consideration of weight parameter characteristics by comparing network
+# structures in deep learning"): two digit images, the first two terms a, b of an arithmetic
+# sequence, in; the third term 2b - a (-9 .. 18: 28 classes) out.
+ARITH_CLASSES = 28
+
+
+def arith_cnn(in_channels=1, size=28, classes=10, filters=16, dropout=0.25, seed=0, dtype=np.float32):
+    """The CNN+LSTM paper's digit CNN (its Fig. 2, as far as its text gives it): Conv2d(16 filters,
+    3x3) - ReLU - MaxPool 2x2 - Dropout(0.25) - Flatten - Linear(-> 10). Named children: conv1 is
+    the first-layer convolution whose filters the paper compares."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    side = (size - 2) // 2
+    return L.Sequential(("conv1", L.Conv2d(in_channels, filters, 3, **he)), ("relu1", L.ReLU()),
+                        ("pool1", L.MaxPool2d(2)), ("drop1", L.Dropout(dropout, seed=seed + 1)),
+                        ("flatten", L.Flatten()), ("fc", L.Linear(filters * side * side, classes, **he)))
+
+
+def arith_lstm(input_size, hidden=64, classes=ARITH_CLASSES, seed=0, dtype=np.float32):
+    """The CNN+LSTM paper's LSTM: a sequence (N, 2, input_size) (the two terms) -> LSTM(hidden),
+    last step -> Linear(-> 28 classes, the third term 2b - a shifted by 9)."""
+    rng = np.random.default_rng(seed)
+    return L.Sequential(("lstm", L.LSTM(input_size, hidden, rng=rng, dtype=dtype)),
+                        ("fc", L.Linear(hidden, classes, init="uniform_fan_in", rng=rng, dtype=dtype)))
+
+
+def arith_model2(hidden=64, classes=ARITH_CLASSES, filters=16, dropout=0.25, softmax=True, seed=0,
+                 dtype=np.float32):
+    """The CNN+LSTM paper's model-2, one network trained end to end: inputs ``a`` and ``b``
+    (N, 1, 28, 28) -> cnn1 / cnn2 (:func:`arith_cnn`, 10 outputs each) -> softmax (or, with
+    ``softmax=False``, the 10 logits as they are) -> stacked into the sequence (N, 2, 10) ->
+    :func:`arith_lstm` (-> 28 logits)."""
+    cnn1 = arith_cnn(filters=filters, dropout=dropout, seed=seed, dtype=dtype)
+    cnn2 = arith_cnn(filters=filters, dropout=dropout, seed=seed + 100, dtype=dtype)
+    nodes = [("cnn1", cnn1, ["a"]), ("cnn2", cnn2, ["b"])]
+    ins = ["cnn1", "cnn2"]
+    if softmax:
+        nodes += [("p1", L.Softmax(), ["cnn1"]), ("p2", L.Softmax(), ["cnn2"])]
+        ins = ["p1", "p2"]
+    nodes += [("seq", L.Stack(axis=1), ins),
+              ("rnn", arith_lstm(10, hidden, classes, seed=seed + 200, dtype=dtype), ["seq"])]
+    return L.Graph(nodes, inputs=["a", "b"], outputs=["rnn"])

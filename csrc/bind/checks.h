@@ -364,4 +364,30 @@ inline iarr checked_index(const py::array& index, index_t n_in) {
     return out;
 }
 
+// ---------------------------------------------------------------- LSTM
+struct LstmDims {
+    index_t N, T, I, H;
+};
+// x (N, T, I), w_ih (4H, I), w_hh (4H, H); N, T, H >= 1.
+inline LstmDims lstm_dims(const py::array& x, const py::array& w_ih, const py::array& w_hh) {
+    check_ndim(x, "x", 3, "(N, T, input_size)");
+    check_ndim(w_ih, "weight_ih", 2, "(4*hidden_size, input_size)");
+    check_ndim(w_hh, "weight_hh", 2, "(4*hidden_size, hidden_size)");
+    const index_t N = x.shape(0), T = x.shape(1), I = x.shape(2), G = w_ih.shape(0);
+    if (G < 4 || G % 4)
+        fail("weight_ih: expected shape (4*hidden_size, input_size) with hidden_size >= 1, got " + shape_str(w_ih));
+    const index_t H = G / 4;
+    if (w_ih.shape(1) != I)
+        fail("weight_ih: expected shape (" + std::to_string(G) + ", " + std::to_string(I) + ") (input_size = x.shape[2]), got " +
+             shape_str(w_ih));
+    if (w_hh.shape(0) != G || w_hh.shape(1) != H)
+        fail("weight_hh: expected shape (" + std::to_string(G) + ", " + std::to_string(H) + "), got " + shape_str(w_hh));
+    if (N < 1 || T < 1 || I < 1)
+        fail("x: expected a non-empty (N, T, input_size) array, got shape " + shape_str(x));
+    check_blas_size(checked_product({N, T, G}, "x: the gate buffer"), "the gate buffer (N*T x 4*hidden_size)", "x");
+    check_blas_size(checked_product({N, T, I}, "x"), "the input (N*T x input_size)", "x");
+    check_blas_size(checked_product({G, std::max(I, H)}, "weight_ih"), "the weights", "weight_ih");
+    return LstmDims{N, T, I, H};
+}
+
 }  // namespace pcn::bind

@@ -17,6 +17,7 @@ void register_loss(py::module_& m);
 void register_optim(py::module_& m);
 void register_relaxed(py::module_& m);
 void register_memory(py::module_& m);
+void register_lstm(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pyconvnet C++ kernels (private: use pyconvnet.functional)";
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
     register_optim(m);
     register_relaxed(m);
     register_memory(m);
+    register_lstm(m);
 }

@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "relaxed-mnist": ("relaxed_mnist", "the relaxed receptive field paper: learned receptive fields on MNIST / "
                                        "pixel-permuted MNIST"),
     "cifar10-speedrun": ("cifar10_speedrun", "CIFAR-10 to 94% with the airbench94 recipe (Jordan, 2024) on the CPU"),
+    "arithmetic-lstm": ("arithmetic_lstm", "the CNN+LSTM paper: CNNs + LSTM on MNIST arithmetic sequences"),
 }
 
 

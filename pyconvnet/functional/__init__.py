@@ -6,7 +6,7 @@ float32 and float64 are supported and the output has the input's dtype. Any
 array-like is accepted (non-contiguous arrays are copied once); inputs are never
 modified, except the running statistics that ``batch_norm`` updates in place.
 
-One module per family (conv, pool, norm, linear, activation, relaxed), all
+One module per family (conv, pool, norm, linear, activation, relaxed, recurrent), all
 re-exported here; :mod:`pyconvnet.reference` mirrors them name for name as naive
 loops.
 """
@@ -39,3 +39,6 @@ __all__ += [
     "log_softmax_backward", "pad", "pad_backward", "pad_output_size", "PAD_MODES", "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
 ]
+from .recurrent import lstm, lstm_backward  # noqa: E402
+
+__all__ += ["lstm", "lstm_backward"]

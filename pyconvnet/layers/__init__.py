@@ -29,8 +29,10 @@ from .activation import GELU, Erf, Hardtanh, LogSoftmax, ReLU6  # noqa: E402
 from .pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d, GlobalAvgPool2d, GlobalMaxPool2d  # noqa: E402
 from .shape import Pad2d, Reshape, Transpose  # noqa: E402
 from .arith import ConstantArith, Elementwise  # noqa: E402
+from .recurrent import LSTM  # noqa: E402
+from .shape import Stack  # noqa: E402
 
 __all__ += [
     "GELU", "Erf", "Hardtanh", "ReLU6", "LogSoftmax", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d",
-    "GlobalMaxPool2d", "Pad2d", "Reshape", "Transpose", "ConstantArith", "Elementwise",
+    "GlobalMaxPool2d", "Pad2d", "Reshape", "Transpose", "ConstantArith", "Elementwise", "LSTM", "Stack",
 ]

@@ -1,6 +1,7 @@
 """Reshaping and merging layers: Flatten, Upsample (nearest), PixelShuffle /
 PixelUnshuffle (sub-pixel convolution), and the multi-input Concat and Add used
-for skip connections (they take a list of arrays; backward returns a list); Pad2d, and
+for skip connections and Stack (branches into a sequence) (they take a list of arrays;
+backward returns a list); Pad2d, and
 Reshape / Transpose with constant shapes (the batch dimension stays first and free)."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .. import functional as F
 from .._args import as_int, float_array
 from .base import Layer
 
-__all__ = ["Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add", "Pad2d", "Reshape", "Transpose"]
+__all__ = ["Flatten", "Upsample", "PixelShuffle", "PixelUnshuffle", "Concat", "Add", "Stack", "Pad2d", "Reshape", "Transpose"]
 
 
 def _grad(g, shape, name="grad_y"):
@@ -277,6 +278,38 @@ class Concat(Layer):
         ax, sizes, shape = self._saved()
         g = _grad(grad_y, shape)
         return np.split(g, np.cumsum(sizes)[:-1], axis=ax)
+
+
+class Stack(Layer):
+    """Stacks a list of same-shape arrays along a new ``axis`` (default 1): K branch outputs
+    (N, F) become one sequence (N, K, F), e.g. CNNs feeding an LSTM (np.stack / torch.stack)."""
+
+    multi_input = True
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self.axis = as_int(axis, "axis")
+
+    def _args(self):
+        return dict(axis=self.axis)
+
+    def forward(self, xs, training=False):
+        xs = _inputs(xs, "Stack")
+        nd = xs[0].ndim + 1
+        if not -nd <= self.axis < nd:
+            raise ValueError(f"axis: {self.axis} is out of range for the stack of inputs of shape {xs[0].shape}")
+        for i, x in enumerate(xs[1:], 1):
+            if x.shape != xs[0].shape:
+                raise ValueError(f"xs[{i}]: expected shape {xs[0].shape} (that of xs[0]), got {x.shape}")
+        ax = self.axis % nd
+        y = np.stack(xs, axis=ax)
+        self._cache = (ax, y.shape)
+        return y
+
+    def backward(self, grad_y):
+        ax, shape = self._saved()
+        g = _grad(grad_y, shape)
+        return [np.take(g, k, axis=ax) for k in range(shape[ax])]
 
 
 class Add(Layer):

@@ -45,3 +45,6 @@ __all__ += [
     "log_softmax_backward", "pad", "pad_backward", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
 ]
+from .recurrent import lstm, lstm_backward  # noqa: E402
+
+__all__ += ["lstm", "lstm_backward"]

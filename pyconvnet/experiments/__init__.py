@@ -9,6 +9,10 @@ subcommand per entry, so a new experiment is a module plus one line here.
   relaxed receptive-field convolution on MNIST and pixel-permuted MNIST (Tables 4.1 / 4.2, Fig. 4.1).
 * ``cifar10-speedrun`` (:mod:`.cifar10_speedrun`) -- Keller Jordan's airbench94 recipe: CIFAR-10
   to 94% on the CPU.
+* ``dcgan`` (:mod:`.dcgan`) -- the Kyoto Univ. exercise §6.6: a DCGAN on MNIST (Algorithm 1), its
+  samples judged by a LeNet-5.
+* ``smile`` (:mod:`.smile`) -- the Kyoto Univ. exercise §6.5 B2: smile / non-smile classification
+  from image folders streamed from disk (a synthetic stand-in for the faces).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ EXPERIMENTS = {
     "relaxed-mnist": ("relaxed_mnist", "the relaxed receptive field paper: learned receptive fields on MNIST / "
                                        "pixel-permuted MNIST"),
     "cifar10-speedrun": ("cifar10_speedrun", "CIFAR-10 to 94% with the airbench94 recipe (Jordan, 2024) on the CPU"),
+    "dcgan": ("dcgan", "the Kyoto Univ. exercise §6.6: DCGAN on MNIST, judged by a LeNet-5"),
+    "smile": ("smile", "the Kyoto Univ. exercise §6.5 B2: smile / non-smile faces streamed from image folders"),
 }
 
 

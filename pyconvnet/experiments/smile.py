@@ -117,7 +117,7 @@ def write_stand_in(root, n, test_fraction=0.2, seed=0, size=(218, 178), quality=
     README saying what they are. Returns {"train": count, "test": count}."""
     Image, _, _ = _require_pil()
     rng = np.random.default_rng(seed)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     counts = {"train": n - n_test, "test": n_test}
     for split, count in counts.items():
         for c in CLASSES:

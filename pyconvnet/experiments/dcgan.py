@@ -261,7 +261,7 @@ def _run(args):
         "real_test_digits": real_row, "epochs": rows, "loss_curve": curve, "summaries": summaries,
         "params": {"generator": G.num_params(), "discriminator": D.num_params()},
     })
-    run.finish(format_table(run.results, args), echo=True)
+    _common.append_footer(run, run.finish(format_table(run.results, args), echo=True))
     return run.results
 
 

@@ -232,7 +232,7 @@ def _run(args):
         "training_images_per_s": seen / max(sum(hist.train_seconds), 1e-9),
         "train_wall_seconds": train_wall, "summary": summary, "params": model.num_params(),
     })
-    run.finish(format_table(run.results, args), echo=True)
+    _common.append_footer(run, run.finish(format_table(run.results, args), echo=True))
     return run.results
 
 

@@ -46,6 +46,7 @@ def test_quick_run_writes_sane_results(tmp_path, capsys):
         assert os.path.getsize(tmp_path / name) > 0
     assert "ConvTranspose2d" in res["summaries"]["generator"] and "LeakyReLU" in res["summaries"]["discriminator"]
     assert "| real test digits |" in capsys.readouterr().out
+    assert "wall time" in (tmp_path / "results.md").read_text()
 
 
 def test_judge_stats():

@@ -63,7 +63,7 @@ def test_quick_run(tmp_path, capsys):
     for name in ("history.png", "samples.png", "results.md"):
         assert os.path.getsize(out / name) > 0
     md = (out / "results.md").read_text()
-    assert "SYNTHETIC STAND-IN" in md and "steps_per_epoch" in md
+    assert "SYNTHETIC STAND-IN" in md and "steps_per_epoch" in md and "Command: `pyconvnet" in md
     assert "GlobalAvgPool2d" in res["summary"]
     # the same folder again, given with --data (no --synthetic): the path for real face folders
     out2 = tmp_path / "out2"

@@ -116,6 +116,7 @@ def write_stand_in(root, n, test_fraction=0.2, seed=0, size=(218, 178), quality=
     ``root/train/{smile,nonsmile}`` and ``root/test/...`` (``test_fraction`` of them), plus a
     README saying what they are. Returns {"train": count, "test": count}."""
     Image, _, _ = _require_pil()
+    _clear_stand_in(root)
     rng = np.random.default_rng(seed)
     n_test = round(n * test_fraction)
     counts = {"train": n - n_test, "test": n_test}
@@ -131,6 +132,28 @@ def write_stand_in(root, n, test_fraction=0.2, seed=0, size=(218, 178), quality=
         f.write(f"{STAND_IN_NOTE}\nWritten by `pyconvnet experiment smile --synthetic {n}` (seed {seed}): faces "
                 f"drawn with Pillow whose mouth curves up (smile) or down (nonsmile); {size[0]}x{size[1]} JPEG.\n")
     return counts
+
+
+def _clear_stand_in(root):
+    """Removes the images of an earlier stand-in in ``root`` (so a smaller one does not inherit
+    them); a folder that holds other files is never touched: ValueError."""
+    splits = [os.path.join(root, s) for s in ("train", "test")]
+    if not any(os.path.isdir(s) and os.listdir(s) for s in splits):
+        return
+    readme = os.path.join(root, "README.txt")
+    is_stand_in = False
+    if os.path.isfile(readme):
+        with open(readme) as f:
+            is_stand_in = STAND_IN_NOTE in f.read()
+    if not is_stand_in:
+        raise ValueError(f"--data: {root} already holds train/ or test/ that no stand-in wrote; give an empty or "
+                         f"new folder for --synthetic (it is never overwritten)")
+    for split in splits:
+        for c in CLASSES:
+            folder = os.path.join(split, c)
+            for f in os.listdir(folder) if os.path.isdir(folder) else ():
+                if f.endswith(".jpg"):
+                    os.remove(os.path.join(folder, f))
 
 
 def mosaic(paths_labels, cols=4, scale=0.5):

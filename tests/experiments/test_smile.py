@@ -96,3 +96,14 @@ def test_mosaic(tmp_path):
     f = ImageFolder(tmp_path / "train", size=8)
     m = smile.mosaic(f.samples[:3], cols=2, scale=0.5)
     assert m.dtype == np.uint8 and m.shape == (2 * (109 + 6 + 2) + 2, 2 * (89 + 2) + 2, 3)
+
+
+def test_stand_in_replaces_an_earlier_one_but_never_other_folders(tmp_path):
+    smile.write_stand_in(tmp_path / "a", 40, seed=0)
+    smile.write_stand_in(tmp_path / "a", 20, seed=0)
+    assert len(os.listdir(tmp_path / "a" / "train" / "smile")) == 8
+    os.makedirs(tmp_path / "faces" / "train" / "smile")
+    (tmp_path / "faces" / "train" / "smile" / "me.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="already holds train/ or test/ that no stand-in wrote"):
+        smile.write_stand_in(tmp_path / "faces", 20)
+    assert (tmp_path / "faces" / "train" / "smile" / "me.jpg").exists()

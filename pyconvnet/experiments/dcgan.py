@@ -24,7 +24,7 @@ collapsed generator puts most samples in one class). The same numbers for the re
 digits are the reference. Written to ``--out``: results.json, results.md, grid_epoch<k>.png
 (64 samples of a fixed z), losses.png (the loss curves, D(x), D(G(z)) and the judge's numbers).
 
-``--quick`` (a test, about a minute): 12,000 training images, one epoch, a judge trained on
+``--quick`` (a test, about a minute): 6,000 training images, one epoch, a judge trained on
 6,000 images for one epoch, 1,000 samples.
 """
 from __future__ import annotations
@@ -306,7 +306,7 @@ def format_table(res, args):
 # ------------------------------------------------------------------ command line
 def add_arguments(p):
     p.add_argument("--quick", action="store_true",
-                   help="12,000 images, 1 epoch, a judge trained on 6,000 images, 1,000 samples (a test, ~1 min)")
+                   help="6,000 images, 1 epoch, a judge trained on 6,000 images, 1,000 samples (a test, ~1 min)")
     p.add_argument("--epochs", type=int, help="passes over the training images (default 5)")
     p.add_argument("--batch-size", type=int, default=128,
                    help="B of Algorithm 1: B/2 real + B/2 fake per D step, B z per G step (default 128)")
@@ -333,7 +333,7 @@ def add_arguments(p):
 
 
 def finish_args(args):
-    mode = (dict(epochs=1, limit=args.limit or 12000, judge_epochs=1, judge_limit=6000, samples=1000)
+    mode = (dict(epochs=1, limit=args.limit or 6000, judge_epochs=1, judge_limit=6000, samples=1000)
             if args.quick else dict(epochs=5, judge_epochs=2, samples=10000))
     for k, v in mode.items():
         if getattr(args, k, None) is None:

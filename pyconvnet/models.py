@@ -11,7 +11,8 @@ import numpy as np
 from . import layers as L
 
 __all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
-           "matched_hidden", "airbench_net", "arith_cnn", "arith_lstm", "arith_model2", "MODELS", "build"]
+           "matched_hidden", "airbench_net", "arith_cnn", "arith_lstm", "arith_model2", "dcgan_generator",
+           "dcgan_discriminator", "smile_cnn", "MODELS", "build"]
 
 
 def mlp3(hidden=256, in_shape=(1, 28, 28), classes=10, seed=0, dtype=np.float32):
@@ -253,3 +254,69 @@ def arith_model2(hidden=64, classes=ARITH_CLASSES, filters=16, dropout=0.25, sof
     nodes += [("seq", L.Stack(axis=1), ins),
               ("rnn", arith_lstm(10, hidden, classes, seed=seed + 200, dtype=dtype), ["seq"])]
     return L.Graph(nodes, inputs=["a", "b"], outputs=["rnn"])
+def _normal(std):
+    """An initialiser drawing N(0, std^2) (the DCGAN paper's N(0, 0.02^2) for every weight)."""
+    def init(shape, rng, *, fan_in=None, fan_out=None, dtype=np.float32):
+        return (rng.standard_normal(shape) * std).astype(dtype)
+    return init
+
+
+def dcgan_generator(z_dim=100, width=64, out_channels=1, size=28, seed=0, dtype=np.float32):
+    """The DCGAN generator (Radford et al., "Unsupervised representation learning with deep
+    convolutional generative adversarial networks"; the Kyoto Univ. exercise §6.6) for
+    ``size`` x ``size`` images (size divisible by 4):
+    z (N, z_dim) -> Linear(z_dim -> 2w * s * s, no bias) -> BN -> ReLU -> (2w, s, s), s = size / 4
+    -> ConvTranspose 4x4 stride 2 (-> w, 2s x 2s, no bias) -> BN -> ReLU
+    -> ConvTranspose 4x4 stride 2 (-> out_channels, size x size) -> tanh: images in [-1, 1].
+    No pooling or upsampling layers (the transposed convolutions learn it), batch norm
+    everywhere but the output, weights N(0, 0.02^2) as the paper."""
+    if size % 4:
+        raise ValueError(f"size: expected a multiple of 4, got {size}")
+    rng = np.random.default_rng(seed)
+    w2, s = 2 * int(width), size // 4
+    kw = dict(init=_normal(0.02), rng=rng, dtype=dtype)
+    return L.Sequential(
+        ("project", L.Linear(z_dim, w2 * s * s, bias=False, **kw)), ("bn0", L.BatchNorm1d(w2 * s * s, dtype=dtype)),
+        ("relu0", L.ReLU()), ("reshape", L.Reshape((w2, s, s))),
+        ("deconv1", L.ConvTranspose2d(w2, int(width), 4, stride=2, padding=1, bias=False, **kw)),
+        ("bn1", L.BatchNorm2d(int(width), dtype=dtype)), ("relu1", L.ReLU()),
+        ("deconv2", L.ConvTranspose2d(int(width), out_channels, 4, stride=2, padding=1, **kw)),
+        ("tanh", L.Tanh()))
+
+
+def dcgan_discriminator(in_channels=1, width=64, size=28, negative_slope=0.2, seed=0, dtype=np.float32):
+    """The DCGAN discriminator (Radford et al.; the Kyoto Univ. exercise §6.6): strided
+    convolutions instead of pooling, LeakyReLU(0.2), batch norm but on the input layer:
+    x (N, C, size, size) in [-1, 1] -> Conv 4x4 stride 2 (-> w) -> LeakyReLU
+    -> Conv 4x4 stride 2 (-> 2w, no bias) -> BN -> LeakyReLU -> Linear(-> 1): one logit per
+    image (D(x) = sigmoid(logit), the probability that x is real)."""
+    if size % 4:
+        raise ValueError(f"size: expected a multiple of 4, got {size}")
+    rng = np.random.default_rng(seed)
+    w, s = int(width), size // 4
+    kw = dict(init=_normal(0.02), rng=rng, dtype=dtype)
+    return L.Sequential(
+        ("conv1", L.Conv2d(in_channels, w, 4, stride=2, padding=1, **kw)), ("lrelu1", L.LeakyReLU(negative_slope)),
+        ("conv2", L.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False, **kw)),
+        ("bn2", L.BatchNorm2d(2 * w, dtype=dtype)), ("lrelu2", L.LeakyReLU(negative_slope)),
+        ("flatten", L.Flatten()), ("logit", L.Linear(2 * w * s * s, 1, **kw)))
+
+
+def smile_cnn(in_channels=3, classes=2, width=16, seed=0, dtype=np.float32):
+    """A small CNN for the Kyoto Univ. exercise's face images (§6.5 B2, 218x178 RGB; any size
+    of at least 32x32): the §6.3 network's Dense layer would need 64*109*89*128 = 79M weights at
+    this size, so the maps are shrunk early instead: Conv 5x5 stride 2 (w) - BN - ReLU - MaxPool 2,
+    then three blocks [Conv 3x3 (2w, 4w, 4w) - BN - ReLU - MaxPool 2], a global average pool and
+    Linear(4w -> classes). About 39M multiply-adds a 218x178 image at w = 16."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    w = int(width)
+    layers = [L.Conv2d(in_channels, w, 5, stride=2, padding=2, bias=False, **he), L.BatchNorm2d(w, dtype=dtype),
+              L.ReLU(), L.MaxPool2d(2)]
+    c = w
+    for out in (2 * w, 4 * w, 4 * w):
+        layers += [L.Conv2d(c, out, 3, padding=1, bias=False, **he), L.BatchNorm2d(out, dtype=dtype), L.ReLU(),
+                   L.MaxPool2d(2)]
+        c = out
+    layers += [L.GlobalAvgPool2d(), L.Flatten(), L.Linear(c, classes, **he)]
+    return L.Sequential(*layers)

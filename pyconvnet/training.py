@@ -30,6 +30,7 @@ from .losses import SoftmaxCrossEntropy
 __all__ = [
     "History", "TrainingDiverged", "Callback", "EarlyStopping", "CheckpointBest", "LRSchedule",
     "fit", "evaluate", "predict", "to_float", "epoch_generator", "no_input_grad", "split_validation",
+    "fit_generator", "evaluate_generator", "endless",
 ]
 
 
@@ -405,6 +406,142 @@ def _record(trainer, epoch, logs, optimizer, samples, train_seconds, seconds):
         msg += f" | val_loss {logs['val_loss']:.4f} val_acc {logs['val_acc']:.4f}"
     rate = samples / max(train_seconds, 1e-9)
     trainer.log(msg + f" | {seconds:.1f} s ({rate:.0f} samples/s training)")
+
+
+def endless(batches, name="generator"):
+    """Batches of ``batches`` without end, as Keras's data generators (``flow_from_directory``)
+    loop forever: a re-iterable (an :class:`~pyconvnet.data.ImageFolder`, a list) is started
+    again each time it runs out (a shuffled one in a new order); a one-shot iterator that runs
+    out is a ValueError (pass an endless one, or a re-iterable)."""
+    while True:
+        it = iter(batches)
+        one_shot = it is batches
+        got = False
+        for b in it:
+            got = True
+            yield b
+        if one_shot or not got:
+            raise ValueError(f"{name}: ran out of batches ({'an empty iterable' if not got else 'a one-shot iterator'}"
+                             f"); fit_generator draws steps_per_epoch batches every epoch: pass a re-iterable "
+                             f"(ImageFolder, a list of batches) or a generator that never ends")
+
+
+def _batch_pair(b, name):
+    if not (isinstance(b, (tuple, list)) and len(b) == 2):
+        raise TypeError(f"{name}: expected batches (images, labels), got {type(b).__name__}")
+    x, y = np.asarray(b[0]), np.asarray(b[1])
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{name}: a batch of {len(x)} images and {len(y)} labels (expected as many, at least one)")
+    return x, y
+
+
+def _steps(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def fit_generator(model, generator, steps_per_epoch, epochs, optimizer, loss, validation_data=None,
+                  validation_steps=None, callbacks=(), transform=None, seed=None, verbose=True, history=None,
+                  initial_epoch=0):
+    """Keras's ``fit_generator``: train on batches drawn from ``generator`` (the Kyoto Univ.
+    exercise §6.5 B2 streams face images from folders this way, too many to hold in memory).
+
+    generator: an iterable of ``(images, labels)`` batches, e.g. an
+    :class:`~pyconvnet.data.ImageFolder`; it is drawn from without end (:func:`endless`), each
+    epoch taking the next ``steps_per_epoch`` batches. validation_data: the same for
+    validation, ``validation_steps`` batches after every epoch (default: one pass of it, its
+    ``len()``); val_loss / val_acc are the means over those images. transform(batch) -> network
+    input (default: the batches as they come, as float arrays). ``epochs`` / ``initial_epoch``
+    as :func:`fit` (Keras: the index of the final epoch). Dropout masks are reseeded from
+    ``seed`` per epoch; the order of the batches is the generator's. Returns a History."""
+    steps_per_epoch = _steps(steps_per_epoch, "steps_per_epoch")
+    epochs, initial_epoch = int(epochs), int(initial_epoch)
+    if epochs < 0 or initial_epoch < 0 or epochs < initial_epoch:
+        raise ValueError(f"epochs: expected 0 <= initial_epoch <= epochs (Keras: epochs is the index of the final "
+                         f"epoch), got epochs={epochs}, initial_epoch={initial_epoch}")
+    if validation_data is not None:
+        if validation_steps is None:
+            try:
+                validation_steps = len(validation_data)
+            except TypeError:
+                raise ValueError("validation_steps: required when validation_data has no len()") from None
+        validation_steps = _steps(validation_steps, "validation_steps")
+        val_stream = endless(validation_data, "validation_data")
+    transform = transform or (lambda b: np.asarray(b))
+    seed = draw_seed() if seed is None else int(seed)
+    stream = endless(generator, "generator")
+    trainer = _Trainer(model, optimizer, verbose)
+    if history is not None:
+        trainer.history = history
+    for cb in callbacks:
+        cb.on_train_begin(trainer)
+    was_training = getattr(model, "training", None)
+    if hasattr(model, "train"):
+        model.train()
+    try:
+        with no_input_grad(model), cached_allocations():
+            for epoch in range(initial_epoch, epochs):
+                epoch_generator(model, seed, epoch)
+                if hasattr(optimizer, "set_epoch"):
+                    optimizer.set_epoch(epoch)
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch, trainer)
+                t0 = time.perf_counter()
+                total_loss, correct, seen = 0.0, 0, 0
+                for step in range(steps_per_epoch):
+                    xb, yb = _batch_pair(next(stream), "generator")
+                    logits = model.forward(transform(xb), training=True)
+                    batch_loss = float(loss.forward(logits, yb))
+                    if not math.isfinite(batch_loss):
+                        raise _diverged(epoch, f", at step {step + 1}: loss is {batch_loss}", optimizer)
+                    model.backward(loss.backward())
+                    optimizer.step()
+                    total_loss += batch_loss * len(yb)
+                    if yb.ndim == 1:
+                        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+                    seen += len(yb)
+                train_seconds = time.perf_counter() - t0
+                logs = {"loss": total_loss / seen, "acc": correct / seen, "val_loss": None, "val_acc": None}
+                if validation_data is not None:
+                    logs["val_loss"], logs["val_acc"] = evaluate_generator(model, val_stream, validation_steps,
+                                                                           loss=loss, transform=transform)
+                    if not math.isfinite(logs["val_loss"]):
+                        raise _diverged(epoch, f": the validation loss is {logs['val_loss']}", optimizer)
+                _record(trainer, epoch, logs, optimizer, seen, train_seconds, time.perf_counter() - t0)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs, trainer)
+                if trainer.stop:
+                    break
+    finally:
+        if was_training is not None and hasattr(model, "train"):
+            model.train(was_training)
+    return trainer.history
+
+
+def evaluate_generator(model, generator, steps, loss=None, transform=None):
+    """Keras's ``evaluate_generator``: (mean loss, accuracy) over the next ``steps`` batches of
+    ``generator`` (an iterable of (images, labels), drawn from without end as in
+    :func:`fit_generator`), inference mode; each image counts once, so a smaller last batch
+    weighs by its size. loss: None is softmax cross-entropy."""
+    steps = _steps(steps, "steps")
+    loss = SoftmaxCrossEntropy() if loss is None else loss
+    transform = transform or (lambda b: np.asarray(b))
+    stream = generator if hasattr(generator, "__next__") else endless(generator, "generator")
+    total, correct, seen = 0.0, 0, 0
+    for i in range(steps):
+        try:
+            b = next(stream)
+        except StopIteration:
+            raise ValueError(f"generator: ran out after {i} of steps={steps} batches") from None
+        xb, yb = _batch_pair(b, "generator")
+        logits = model.forward(transform(xb), training=False)
+        total += float(loss.forward(logits, yb)) * len(yb)
+        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+        seen += len(yb)
+    return total / seen, correct / seen
 
 
 def predict(model, images, batch_size=256, transform=None):

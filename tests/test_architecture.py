@@ -32,7 +32,7 @@ LAYERS = [
     ["pyconvnet.functional", "pyconvnet.reference", "pyconvnet.data"],
     ["pyconvnet.init", "pyconvnet.losses", "pyconvnet.optim", "pyconvnet.metrics", "pyconvnet.layers"],
     ["pyconvnet.checkpoint", "pyconvnet.training", "pyconvnet.models", "pyconvnet.tta",
-     "pyconvnet.profiler"],
+     "pyconvnet.profiler", "pyconvnet.gan"],
     ["pyconvnet.search", "pyconvnet.plots", "pyconvnet.onnx", "pyconvnet.distributed"],
     ["pyconvnet.relaxed", "pyconvnet.experiments", "pyconvnet.cli", "pyconvnet.__main__"],
 ]

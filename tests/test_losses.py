@@ -234,3 +234,24 @@ def test_label_smoothing_matches_torch_and_checks_its_argument():
     for bad in (-0.1, 1.5, "x", True):
         with pytest.raises(ValueError, match="label_smoothing"):
             SoftmaxCrossEntropy(label_smoothing=bad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_bce_with_logits_matches_torch(reduction):
+    """The GAN losses (Kyoto Univ. exercise §6.6): binary cross-entropy on logits, soft and hard
+    targets, logits large enough that a naive log(sigmoid) would overflow."""
+    torch = pytest.importorskip("torch")
+    from pyconvnet import gradcheck
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((32, 1)) * 30).astype(np.float64)
+    t = np.concatenate([rng.random((16, 1)), rng.integers(0, 2, (16, 1))]).astype(np.float64)
+    loss = BCEWithLogitsLoss(reduction=reduction)
+    got = loss.forward(x, t)
+    g = loss.backward(0.5)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tl = torch.nn.functional.binary_cross_entropy_with_logits(tx, torch.from_numpy(t), reduction=reduction)
+    (0.5 * tl).backward()
+    assert got == pytest.approx(tl.item(), rel=1e-12)
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    gradcheck.check_gradient(lambda: 0.5 * BCEWithLogitsLoss(reduction=reduction).forward(x, t), x, g, tol=1e-6)

@@ -9,6 +9,12 @@ subcommand per entry, so a new experiment is a module plus one line here.
   relaxed receptive-field convolution on MNIST and pixel-permuted MNIST (Tables 4.1 / 4.2, Fig. 4.1).
 * ``cifar10-speedrun`` (:mod:`.cifar10_speedrun`) -- Keller Jordan's airbench94 recipe: CIFAR-10
   to 94% on the CPU.
+* ``arithmetic-lstm`` (:mod:`.arithmetic_lstm`) -- the CNN+LSTM paper: two MNIST digits, the first
+  terms of an arithmetic sequence, in; the third term out (model-1, model-2; Table 2, Figs. 4-5).
+* ``dcgan`` (:mod:`.dcgan`) -- the Kyoto Univ. exercise §6.6: a DCGAN on MNIST (Algorithm 1), its
+  samples judged by a LeNet-5.
+* ``smile`` (:mod:`.smile`) -- the Kyoto Univ. exercise §6.5 B2: smile / non-smile classification
+  from image folders streamed from disk (a synthetic stand-in for the faces).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ EXPERIMENTS = {
                                        "pixel-permuted MNIST"),
     "cifar10-speedrun": ("cifar10_speedrun", "CIFAR-10 to 94% with the airbench94 recipe (Jordan, 2024) on the CPU"),
     "arithmetic-lstm": ("arithmetic_lstm", "the CNN+LSTM paper: CNNs + LSTM on MNIST arithmetic sequences"),
+    "dcgan": ("dcgan", "the Kyoto Univ. exercise §6.6: DCGAN on MNIST, judged by a LeNet-5"),
+    "smile": ("smile", "the Kyoto Univ. exercise §6.5 B2: smile / non-smile faces streamed from image folders"),
 }
 
 

@@ -98,3 +98,23 @@ def _json_default(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     return str(v)
+
+
+def run_footer(results) -> str:
+    """One Markdown line naming what a result must name to be reproduced and compared: the exact
+    command, the wall time and the machine (from :meth:`Run.finish`'s results)."""
+    m = results.get("machine", {})
+    rss = results.get("peak_rss_mib")
+    return (f"Command: `{results.get('command', '')}`; wall time {results.get('wall_seconds', float('nan')) / 60:.1f} "
+            f"min; machine: {m.get('cpu')} ({m.get('isa')}), {m.get('cores')} cores, {m.get('threads')} kernel "
+            f"thread(s), Python {m.get('python')}" + (f"; peak RSS {rss:.0f} MiB." if rss is not None else "."))
+
+
+def append_footer(run, results, echo=True):
+    """Appends :func:`run_footer` to the run's results.md (after :meth:`Run.finish`)."""
+    line = run_footer(results)
+    with open(run.path("results.md"), "a") as f:
+        f.write("\n" + line + "\n")
+    if echo:
+        print(line)
+    return line

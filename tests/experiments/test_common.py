@@ -34,3 +34,14 @@ def test_threads_restored():
     with _common.threads(1):
         assert pyconvnet.get_num_threads() == 1
     assert pyconvnet.get_num_threads() == before
+
+
+def test_run_footer_names_the_command_the_wall_time_and_the_machine(tmp_path):
+    import argparse
+
+    run = _common.Run(str(tmp_path), argparse.Namespace(x=1))
+    res = run.finish("| a |\n|---|\n| 1 |", echo=False)
+    line = _common.append_footer(run, res, echo=False)
+    md = (tmp_path / "results.md").read_text()
+    assert md.rstrip().endswith(line) and line.startswith("Command: `")
+    assert "wall time" in line and "kernel thread(s)" in line and str(res["machine"]["cpu"]) in line

@@ -9,6 +9,10 @@ subcommand per entry, so a new experiment is a module plus one line here.
   relaxed receptive-field convolution on MNIST and pixel-permuted MNIST (Tables 4.1 / 4.2, Fig. 4.1).
 * ``cifar10-speedrun`` (:mod:`.cifar10_speedrun`) -- Keller Jordan's airbench94 recipe: CIFAR-10
   to 94% on the CPU.
+* ``robust-lenet5`` (:mod:`.robust_lenet5`) -- the LeNet-5 translation report (Tohoku Univ.): LeNet-5 and
+  the robust LeNet-5 with and without translated training, on the plain and the translated test set.
+* ``overfit`` (:mod:`.overfit`) -- the Kyoto Univ. exercise's B1-(1): deliberate over-fitting and the
+  regularised run beside it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ EXPERIMENTS = {
     "relaxed-mnist": ("relaxed_mnist", "the relaxed receptive field paper: learned receptive fields on MNIST / "
                                        "pixel-permuted MNIST"),
     "cifar10-speedrun": ("cifar10_speedrun", "CIFAR-10 to 94% with the airbench94 recipe (Jordan, 2024) on the CPU"),
+    "robust-lenet5": ("robust_lenet5", "the LeNet-5 translation report: LeNet-5 / robust LeNet-5 with translated "
+                                       "training and test (Table 1)"),
+    "overfit": ("overfit", "the Kyoto Univ. exercise B1-(1): a large CNN over-fitting a small subset beside its "
+                           "regularised twin"),
 }
 
 

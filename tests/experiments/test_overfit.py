@@ -99,3 +99,17 @@ def test_quick_run_on_real_mnist(tmp_path):
     large = res["runs"]["large"]
     # sane: the large network fits its 300 images better than it does the test images, both above chance
     assert large["final_train_acc"] > large["final_test_acc"] > 0.2
+
+
+def test_history_figure_names_the_test_curves_and_titles_the_run():
+    pytest.importorskip("matplotlib")
+    from pyconvnet.plots import _pyplot, history_figure
+
+    h = History(epoch=[1, 2], train_loss=[1.0, 0.5], train_acc=[0.5, 0.8], val_loss=[0.9, 0.7], val_acc=[0.6, 0.7])
+    fig = history_figure(h, title="large CNN", val_label="test")
+    try:
+        assert fig._suptitle.get_text() == "large CNN"
+        for ax in fig.axes:  # B1's four curves: train and test, loss and accuracy
+            assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "test"]
+    finally:
+        _pyplot().close(fig)

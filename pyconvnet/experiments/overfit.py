@@ -88,8 +88,8 @@ def run(args):
             res["runs"][name] = r
             log(f"[{name}] train acc {r['final_train_acc']:.4f} / test acc {r['final_test_acc']:.4f}, test loss "
                 f"{r['final_test_loss']:.4f} (lowest {r['min_test_loss']:.4f} at epoch {r['min_test_loss_epoch']})")
-    _figures(run_, {k: History.from_dict(v["history"]) for k, v in res["runs"].items()}, res)
-    return run_.finish(format_table(res, args))
+        _figures(run_, {k: History.from_dict(v["history"]) for k, v in res["runs"].items()}, res)
+        return run_.finish(format_table(res, args))  # inside: the machine record names the threads used
 
 
 def format_table(res, args):

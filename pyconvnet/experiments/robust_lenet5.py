@@ -130,10 +130,10 @@ def run(args):
                 f"{100 * t['translated']['error']:.2f}% ({len(grid)} offsets x {len(xte)} images, "
                 f"{t['test_seconds']:.0f} s)")
             del model
-    check_unshifted(grid, preds)
-    res["corner_examples"] = corner_examples(grid, preds, yte, args.examples)
-    _figures(run_, grid, preds, (xte, yte), args, res)
-    return run_.finish(format_table(res, args))
+        check_unshifted(grid, preds)
+        res["corner_examples"] = corner_examples(grid, preds, yte, args.examples)
+        _figures(run_, grid, preds, (xte, yte), args, res)
+        return run_.finish(format_table(res, args))  # inside: the machine record names the threads used
 
 
 def check_unshifted(grid, preds):

@@ -62,6 +62,7 @@ def _check(out, n_train, n_test, epochs):
         res = json.load(f)
     assert res["train_images"] == n_train and res["test_images"] == n_test
     assert set(res["runs"]) == {"large", "regularised"}
+    assert res["machine"]["threads"] == 1  # the run's --threads 1, not the setting restored after it
     for name, r in res["runs"].items():
         h = r["history"]
         assert h["epoch"] == list(range(1, epochs + 1))

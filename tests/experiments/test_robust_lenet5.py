@@ -110,6 +110,7 @@ def _check(out, n_test, grid_size):
         assert r["error_by_shift"][res["grid"].index([0, 0])] == pytest.approx(r["plain"]["error"])
         assert np.isfinite(r["history"]["train_loss"]).all() and "total parameters" in r["summary"]
     assert res["wall_seconds"] > 0 and res["machine"]["cores"] >= 1
+    assert res["machine"]["threads"] == 1  # the run's --threads 1, not the setting restored after it
     with open(os.path.join(out, "results.md")) as f:
         md = f.read()
     assert "| robust LeNet-5 | yes |" in md and "29.5%*" in md

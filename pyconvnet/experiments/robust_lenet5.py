@@ -241,7 +241,8 @@ def _figures(run_, grid, preds, test, args, res):
         for (i, j), v in np.ndenumerate(err):
             ax.text(xs[j], ys[i], f"{v:.0f}", ha="center", va="center", fontsize=6,
                     color="white" if v < 50 * vmax else "black")
-        ax.set(title=f"{NAMES[m]}, {'translated' if s else 'plain'} training", xlabel="dx (px)", ylabel="dy (px)")
+        ax.set(title=f"{NAMES[m]}, {'translated' if s else 'plain'} training", xlabel="dx (px)", ylabel="dy (px)",
+               xticks=xs, yticks=ys)
     fig.colorbar(im, ax=axes, label="test error (%)")
     fig.suptitle("Test error at each offset of the translated test set")
     fig.savefig(run_.path("error_by_shift.png"), dpi=110)
@@ -257,7 +258,8 @@ def _figures(run_, grid, preds, test, args, res):
                 ax.imshow(p == yte[i], cmap="RdYlGn", vmin=0, vmax=1, extent=extent, aspect="auto")
                 for (a, b), v in np.ndenumerate(p):
                     ax.text(xs[b], ys[a], str(v), ha="center", va="center", fontsize=7)
-                ax.set(title=f"{NAMES[m]} (translated training), index {i}, label {yte[i]}", xlabel="dx", ylabel="dy")
+                ax.set(title=f"{NAMES[m]} (translated training), index {i}, label {yte[i]}", xlabel="dx", ylabel="dy",
+                       xticks=xs, yticks=ys)
         fig.suptitle("Predicted digit at each offset (red: wrong), the report's Figs. 3-8")
         fig.tight_layout()
         fig.savefig(run_.path("examples.png"), dpi=110)

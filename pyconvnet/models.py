@@ -10,7 +10,7 @@ import numpy as np
 
 from . import layers as L
 
-__all__ = ["mlp3", "lenet5", "keras_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
+__all__ = ["mlp3", "lenet5", "keras_cnn", "overfit_cnn", "cifar_cnn", "robust_lenet5", "relaxed_net", "grid_cnn", "matched_mlp",
            "matched_hidden", "airbench_net", "arith_cnn", "arith_lstm", "arith_model2", "dcgan_generator",
            "dcgan_discriminator", "smile_cnn", "MODELS", "build"]
 
@@ -57,6 +57,38 @@ def keras_cnn(in_channels=1, size=28, classes=10, dropout=True, seed=0, dtype=np
     if dropout:
         layers.append(L.Dropout(0.5, seed=seed + 2))
     layers.append(L.Linear(128, classes, **he))
+    return L.Sequential(*layers)
+
+
+def overfit_cnn(regularised=False, in_channels=1, size=28, classes=10, hidden=256, seed=0, dtype=np.float32):
+    """The Kyoto Univ. exercise's B1-(1) pair (deliberate over-fitting): the §6.3 Keras CNN with a
+    wider dense layer, Conv32(3x3, same) - Conv64(3x3, same) - MaxPool 2x2 - Dense ``hidden`` -
+    Dense ``classes``, ReLU, about 3.2M weights (``hidden`` 256 on 28x28) -- large for a training
+    subset of a thousand images.
+
+    ``regularised``: its twin with batch norm after each convolution and the dense layer (the
+    convolutions and the dense layer then without bias: the norm's shift replaces it) and the
+    Keras example's dropout, 0.25 after pooling and 0.5 after the dense layer. Weight decay and
+    augmentation, the rest of the regularisation, belong to the training (optimizer, fit)."""
+    rng = np.random.default_rng(seed)
+    he = dict(init="kaiming_normal", rng=rng, dtype=dtype)
+    bias = not regularised
+    layers = [L.Conv2d(in_channels, 32, 3, padding="same", bias=bias, **he)]
+    if regularised:
+        layers.append(L.BatchNorm2d(32, dtype=dtype))
+    layers += [L.ReLU(), L.Conv2d(32, 64, 3, padding="same", bias=bias, **he)]
+    if regularised:
+        layers.append(L.BatchNorm2d(64, dtype=dtype))
+    layers += [L.ReLU(), L.MaxPool2d(2)]
+    if regularised:
+        layers.append(L.Dropout(0.25, seed=seed + 1))
+    layers += [L.Flatten(), L.Linear(64 * (size // 2) ** 2, hidden, bias=bias, **he)]
+    if regularised:
+        layers.append(L.BatchNorm1d(hidden, dtype=dtype))
+    layers.append(L.ReLU())
+    if regularised:
+        layers.append(L.Dropout(0.5, seed=seed + 2))
+    layers.append(L.Linear(hidden, classes, **he))
     return L.Sequential(*layers)
 
 

@@ -16,9 +16,10 @@ def _pyplot():
     return plt
 
 
-def history_figure(history):
+def history_figure(history, title=None, val_label="validation"):
     """The figure of :func:`plot_history` (loss and accuracy per epoch, train vs validation),
-    epochs on integer ticks; the caller closes it."""
+    epochs on integer ticks; ``title`` above both panels, ``val_label`` the second curve's
+    name (e.g. "test" when the test set is what fit validated on); the caller closes it."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -26,24 +27,27 @@ def history_figure(history):
     ep = history.epoch
     a.plot(ep, history.train_loss, "o-", label="train")
     if any(v is not None for v in history.val_loss):
-        a.plot(ep, history.val_loss, "s-", label="validation")
+        a.plot(ep, history.val_loss, "s-", label=val_label)
     a.set(xlabel="epoch", ylabel="loss", title="loss")
     a.legend()
     if any(v is not None for v in history.train_acc):
         b.plot(ep, history.train_acc, "o-", label="train")
     if any(v is not None for v in history.val_acc):
-        b.plot(ep, history.val_acc, "s-", label="validation")
+        b.plot(ep, history.val_acc, "s-", label=val_label)
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.legend()
     for ax in (a, b):  # epochs are whole numbers: no 1.25, 1.5 ticks on short runs
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_history(history, path):
-    """Loss and accuracy per epoch, train vs validation, side by side."""
-    fig = history_figure(history)
+def plot_history(history, path, title=None, val_label="validation"):
+    """Loss and accuracy per epoch, train vs validation, side by side (the four curves of the
+    Kyoto Univ. exercise's B1 on one figure)."""
+    fig = history_figure(history, title=title, val_label=val_label)
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
 

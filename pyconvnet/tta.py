@@ -4,12 +4,16 @@ of its inputs (the airbench CIFAR-10 recipe's 6 views).
 level 0: the images themselves; level 1: 1/2 identity + 1/2 mirror; level 2: 1/2 of
 level 1 + 1/4 for each of two 1-pixel diagonal shifts (the images reflect-padded by 1
 and cut at (0, 0) and (2, 2)), each again with its mirror -- weights 1/4, 1/4, 1/8 x 4.
-Logits, not probabilities, are averaged (as airbench). Inputs are float (N, C, H, W)."""
+Logits, not probabilities, are averaged (as airbench). Inputs are float (N, C, H, W).
+
+Also :func:`shifted_predictions`: a model's predicted labels for every image under each offset of
+a fixed shift grid (zero fill), the translated test set of the LeNet-5 translation report
+(Tohoku Univ.)."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["tta_logits", "TTA_WEIGHTS"]
+__all__ = ["tta_logits", "TTA_WEIGHTS", "shifted_predictions"]
 
 # level -> [(weight, dy, dx, mirror)]: the shift moves content by (dy, dx) (reflect padding)
 TTA_WEIGHTS = {
@@ -53,3 +57,34 @@ def tta_logits(model, images, level=2, batch_size=500, return_views=False):
         views.append(np.stack(vb))
     out = np.concatenate(parts)
     return (out, np.concatenate(views, axis=1)) if return_views else out
+
+
+def shifted_predictions(model, images, shifts, batch_size=64, transform=None):
+    """Predicted labels (K, N) int64 of ``model`` (inference mode) for ``images`` (N, C, H, W)
+    moved by each offset ``shifts[k] = (dy, dx)`` (an int (K, 2) array such as
+    :func:`pyconvnet.data.shift_grid`; zero fill, see :func:`pyconvnet.data.translate`).
+
+    Row k equals ``argmax(predict(model, translate(images, dy_k, dx_k)))``; the K * N forward
+    passes run in batches of ``batch_size`` (small batches keep the activations in cache; freed
+    arrays are reused, :func:`pyconvnet.memory.cached_allocations`). ``transform`` turns stored
+    images into network input (default: uint8 -> [0, 1] float32), after the shift."""
+    from .data import to_float, translate
+    from .memory import cached_allocations
+
+    x = np.asarray(images)
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"images: expected a non-empty batch shaped (N, C, H, W), got shape {x.shape}")
+    s = np.asarray(shifts)
+    if s.ndim != 2 or s.shape[1] != 2 or len(s) == 0 or s.dtype.kind not in "iu":
+        raise ValueError(f"shifts: expected integer offsets shaped (K, 2) (dy, dx), got {s.dtype} {s.shape}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    transform = transform or to_float
+    out = np.empty((len(s), len(x)), dtype=np.int64)
+    with cached_allocations():
+        for k, (dy, dx) in enumerate(s):
+            moved = translate(x, int(dy), int(dx))
+            for a in range(0, len(x), batch_size):
+                logits = model.forward(transform(moved[a:a + batch_size]), training=False)
+                out[k, a:a + batch_size] = np.argmax(logits, axis=1)
+    return out

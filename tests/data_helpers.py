@@ -67,3 +67,22 @@ def digests_of(folder: Path, names) -> Dict[str, str]:
 def files_under(folder: Path):
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def make_mnist_like(root: Path, n_train: int = 300, n_test: int = 120, seed: int = 0) -> Path:
+    """MNIST-format files (not the canonical ones: load with verify=False) in ``root/mnist``:
+    random labels 0..9 and a class-dependent digit-like blob (a filled rectangle whose height and
+    width depend on the label) centred in a 20x20 box, plus noise, so a network can learn a little
+    in a few steps. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    d = Path(root) / "mnist"
+    d.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            h, w = 6 + int(c), 16 - int(c)
+            x[i, 14 - h // 2:14 - h // 2 + h, 14 - w // 2:14 - w // 2 + w] = 255
+        write_idx(d / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(d / f"{prefix}-labels-idx1-ubyte", y)
+    return Path(root)

@@ -31,9 +31,11 @@ from .augment import (
     random_crop,
     random_hflip,
     random_translate,
+    shift_grid,
     to_float,
     to_float32,
     to_uint8,
+    translate,
 )
 from .datasets import (
     CIFAR10_CLASSES,
@@ -53,6 +55,7 @@ __all__ = [
     "DatasetNotFoundError", "ChecksumError", "cache_dir", "search_roots", "ENV_VAR", "SHA256",
     "ImageFolder",
     "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
-    "random_translate", "random_crop", "random_hflip", "alternating_flip", "PixelPermutation",
+    "random_translate", "translate", "shift_grid", "random_crop", "random_hflip", "alternating_flip",
+    "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]

@@ -26,7 +26,8 @@ IntPair = Union[int, Tuple[int, int], Sequence[int]]
 
 __all__ = [
     "to_float", "to_float32", "to_uint8", "normalize", "mean_std", "downsample",
-    "random_translate", "random_crop", "random_hflip", "alternating_flip", "PixelPermutation",
+    "random_translate", "translate", "shift_grid", "random_crop", "random_hflip", "alternating_flip",
+    "PixelPermutation",
     "Compose", "RandomTranslate", "RandomCrop", "RandomHFlip", "Normalize", "ToFloat32",
 ]
 
@@ -177,6 +178,44 @@ def random_translate(images: np.ndarray, max_shift: IntPair, rng: RngLike = None
     dy = rng.integers(-sy, sy + 1, size=n)
     dx = rng.integers(-sx, sx + 1, size=n)
     return _translate(images, dy, dx)
+
+
+def translate(images: np.ndarray, dy, dx) -> np.ndarray:
+    """Shift every image by the integer offset ``(dy, dx)`` (scalars: one offset for the whole
+    batch; (N,) arrays: one per image), content moving down / right for positive values,
+    uncovered pixels filled with zeros (the black MNIST background; nothing wraps around, unlike
+    ``np.roll``): ``out[..., y, x] = images[..., y - dy, x - dx]``. Same dtype and shape."""
+    images = _batch(images, "translate")
+    n = images.shape[0]
+    offsets = []
+    for name, v in (("dy", dy), ("dx", dx)):
+        a = np.asarray(v)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"translate: {name} must be integer offsets, got dtype {a.dtype}")
+        if a.ndim == 0:
+            a = np.full(n, int(a), dtype=np.int64)
+        elif a.shape != (n,):
+            raise ValueError(f"translate: {name} must be a scalar or shaped ({n},) like the batch, got shape {a.shape}")
+        offsets.append(a.astype(np.int64))
+    return _translate(images, offsets[0], offsets[1])
+
+
+def shift_grid(max_y: int, max_x: int, step_y: int = 1, step_x: int = 1) -> np.ndarray:
+    """The (K, 2) int64 offsets ``(dy, dx)`` of a symmetric grid: dy in -max_y, -max_y + step_y,
+    ..., max_y and likewise dx (``max`` a multiple of ``step``, so (0, 0) is on it), dy-major
+    (row k = (dy_i, dx_j) with k = i * len(dx) + j). ``shift_grid(4, 5, 2, 1)`` is 5 x 11 = 55
+    offsets."""
+    axes = []
+    for name, m, s in (("y", max_y, step_y), ("x", max_x, step_x)):
+        if int(m) != m or int(s) != s or m < 0 or s < 1:
+            raise ValueError(f"shift_grid: max_{name} must be an int >= 0 and step_{name} an int >= 1, "
+                             f"got max_{name}={m!r}, step_{name}={s!r}")
+        if m % s:
+            raise ValueError(f"shift_grid: max_{name}={m} is not a multiple of step_{name}={s} "
+                             "(the grid would miss the unshifted image)")
+        axes.append(np.arange(-int(m), int(m) + 1, int(s), dtype=np.int64))
+    dy, dx = np.meshgrid(axes[0], axes[1], indexing="ij")
+    return np.stack([dy.ravel(), dx.ravel()], axis=1)
 
 
 def _translate(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

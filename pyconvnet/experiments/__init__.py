@@ -15,6 +15,10 @@ subcommand per entry, so a new experiment is a module plus one line here.
   samples judged by a LeNet-5.
 * ``smile`` (:mod:`.smile`) -- the Kyoto Univ. exercise §6.5 B2: smile / non-smile classification
   from image folders streamed from disk (a synthetic stand-in for the faces).
+* ``robust-lenet5`` (:mod:`.robust_lenet5`) -- the LeNet-5 translation report (Tohoku Univ.): LeNet-5 and
+  the robust LeNet-5 with and without translated training, on the plain and the translated test set.
+* ``overfit`` (:mod:`.overfit`) -- the Kyoto Univ. exercise's B1-(1): deliberate over-fitting and the
+  regularised run beside it.
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ EXPERIMENTS = {
     "arithmetic-lstm": ("arithmetic_lstm", "the CNN+LSTM paper: CNNs + LSTM on MNIST arithmetic sequences"),
     "dcgan": ("dcgan", "the Kyoto Univ. exercise §6.6: DCGAN on MNIST, judged by a LeNet-5"),
     "smile": ("smile", "the Kyoto Univ. exercise §6.5 B2: smile / non-smile faces streamed from image folders"),
+    "robust-lenet5": ("robust_lenet5", "the LeNet-5 translation report: LeNet-5 / robust LeNet-5 with translated "
+                                       "training and test (Table 1)"),
+    "overfit": ("overfit", "the Kyoto Univ. exercise B1-(1): a large CNN over-fitting a small subset beside its "
+                           "regularised twin"),
 }
 
 

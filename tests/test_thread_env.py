@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pyconvnet
+
+# The pyconvnet under test (the installed one in CI: the source tree holds no compiled _core there);
+# the probe runs there too, since `python -c` puts its working directory first on sys.path.
+PKG_ROOT = Path(pyconvnet.__file__).resolve().parent.parent
 PROBE = ("import os, json, pyconvnet._threads as t; print(json.dumps([t.SPIN_APPLIED, "
          "os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OPENBLAS_NUM_THREADS')]))")
 
@@ -15,8 +19,9 @@ PROBE = ("import os, json, pyconvnet._threads as t; print(json.dumps([t.SPIN_APP
 def _probe(**env):
     e = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS")}
     e.update(env)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", PROBE], env=e, capture_output=True, text=True, timeout=120, check=True)
+    e["PYTHONPATH"] = str(PKG_ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", PROBE], env=e, cwd=PKG_ROOT, capture_output=True, text=True,
+                         timeout=120, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

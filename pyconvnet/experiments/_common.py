@@ -118,3 +118,26 @@ def append_footer(run, results, echo=True):
     if echo:
         print(line)
     return line
+
+
+def run_from_args(args, finish_args, run):
+    """An experiment's CLI entry for a parser built by its ``add_arguments``: ``finish_args``
+    fills the mode-dependent defaults (a ValueError is a bad option: one line, exit status 2),
+    then ``run(args)``; returns the exit status."""
+    try:
+        finish_args(args)
+    except ValueError as e:
+        print(f"pyconvnet: error: {e}", file=sys.stderr)
+        return 2
+    run(args)
+    return 0
+
+
+def main(name, doc, add_arguments, run_from_args, argv=None):
+    """``python -m pyconvnet.experiments.<module>``: the experiment's parser (prog
+    ``pyconvnet experiment name``, the first paragraph of ``doc`` as description), then
+    ``run_from_args``; returns the exit status."""
+    import argparse
+
+    p = add_arguments(argparse.ArgumentParser(prog=f"pyconvnet experiment {name}", description=doc.split("\n\n")[0]))
+    return run_from_args(p.parse_args(argv))

@@ -36,7 +36,6 @@ filters.npz (the four CNNs' first-layer filters). ``--quick``: 3000/1000/1000 im
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -394,22 +393,17 @@ def finish_args(args):
 
 
 def run_from_args(args):
-    """For a CLI that built its parser with :func:`add_arguments`: fills the defaults, runs, returns
-    the exit status (2 with a one-line message for a bad option)."""
-    try:
-        finish_args(args)
-    except ValueError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
-    run(args)
-    return 0
+    """The CLI's entry: fills the defaults, runs, returns the exit status (2 for a bad option)."""
+    from . import _common
+
+    return _common.run_from_args(args, finish_args, run)
 
 
 def main(argv=None):
     """Entry point: ``main(["--quick"])``; returns the exit status."""
-    p = add_arguments(argparse.ArgumentParser(prog="pyconvnet experiment arithmetic-lstm",
-                                              description=__doc__.split("\n\n")[0]))
-    return run_from_args(p.parse_args(argv))
+    from . import _common
+
+    return _common.main("arithmetic-lstm", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ test accuracy with 6-view test-time augmentation, the wall time and where it wen
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -342,19 +341,17 @@ def plot_curve(runs, path):
 
 
 def run_from_args(args):
-    try:
-        finish_args(args)
-    except ValueError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
-    run(args)
-    return 0
+    """The CLI's entry: fills the defaults, runs, returns the exit status (2 for a bad option)."""
+    from . import _common
+
+    return _common.run_from_args(args, finish_args, run)
 
 
 def main(argv=None):
-    p = add_arguments(argparse.ArgumentParser(prog="pyconvnet experiment cifar10-speedrun",
-                                              description=__doc__.split("\n\n")[0]))
-    return run_from_args(p.parse_args(argv))
+    """Entry point: ``main(["--quick"])``; returns the exit status."""
+    from . import _common
+
+    return _common.main("cifar10-speedrun", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

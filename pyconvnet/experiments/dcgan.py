@@ -29,7 +29,6 @@ digits are the reference. Written to ``--out``: results.json, results.md, grid_e
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -354,18 +353,17 @@ def finish_args(args):
 
 
 def run_from_args(args):
-    try:
-        finish_args(args)
-    except ValueError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
-    run(args)
-    return 0
+    """The CLI's entry: fills the defaults, runs, returns the exit status (2 for a bad option)."""
+    from . import _common
+
+    return _common.run_from_args(args, finish_args, run)
 
 
 def main(argv=None):
-    p = add_arguments(argparse.ArgumentParser(prog="pyconvnet experiment dcgan", description=__doc__.split("\n\n")[0]))
-    return run_from_args(p.parse_args(argv))
+    """Entry point: ``main(["--quick"])``; returns the exit status."""
+    from . import _common
+
+    return _common.main("dcgan", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

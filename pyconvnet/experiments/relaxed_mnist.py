@@ -30,7 +30,6 @@ epochs, 5 training epochs: about half an hour on one core).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -316,22 +315,17 @@ def finish_args(args):
 
 
 def run_from_args(args):
-    """For a CLI that built its parser with :func:`add_arguments`: fills the defaults, runs, returns
-    the exit status (2 with a one-line message for inconsistent options)."""
-    try:
-        finish_args(args)
-    except ValueError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
-    run(args)
-    return 0
+    """The CLI's entry: fills the defaults, runs, returns the exit status (2 for a bad option)."""
+    from . import _common
+
+    return _common.run_from_args(args, finish_args, run)
 
 
 def main(argv=None):
     """Entry point: ``main(["--quick"])``; returns the exit status."""
-    p = add_arguments(argparse.ArgumentParser(prog="pyconvnet experiment relaxed-mnist",
-                                              description=__doc__.split("\n\n")[0]))
-    return run_from_args(p.parse_args(argv))
+    from . import _common
+
+    return _common.main("relaxed-mnist", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ named in the results when they are not).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -341,22 +340,17 @@ def finish_args(args):
 
 
 def run_from_args(args):
-    """For a CLI that built its parser with :func:`add_arguments`: fills the defaults, runs, returns
-    the exit status (2 with a one-line message for inconsistent options)."""
-    try:
-        finish_args(args)
-    except ValueError as e:
-        print(f"pyconvnet: error: {e}", file=sys.stderr)
-        return 2
-    run(args)
-    return 0
+    """The CLI's entry: fills the defaults, runs, returns the exit status (2 for a bad option)."""
+    from . import _common
+
+    return _common.run_from_args(args, finish_args, run)
 
 
 def main(argv=None):
     """Entry point: ``main(["--quick"])``; returns the exit status."""
-    p = add_arguments(argparse.ArgumentParser(prog="pyconvnet experiment robust-lenet5",
-                                              description=__doc__.split("\n\n")[0]))
-    return run_from_args(p.parse_args(argv))
+    from . import _common
+
+    return _common.main("robust-lenet5", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference contender")
     p.add_argument("--no-training", action="store_true", help="skip the training-epoch rows")
     p.add_argument("--isa", default=None, choices=("avx512", "avx2", "baseline"),
-                   help="force the kernels' CPU target (also for the training workers: PYCONVNET_ISA), so one "
-                        "machine measures the targets it can run; default: the best this CPU runs")
+                   help="force the kernels' CPU target (also for the training workers: PYCONVNET_ISA) and cap "
+                        "torch's oneDNN, ATen and MKL at the same instructions, so one machine measures the "
+                        "targets it can run for both contenders; default: the best this CPU runs")
     p.add_argument("--reference", default="pyconvnet.reference",
                    help="module of the naive loop reference (default: pyconvnet.reference)")
     args = p.parse_args(argv)
@@ -68,7 +69,29 @@ def parse_args(argv=None):
                     f"{', '.join(_core._isas()[1])}")
         _core._set_isa(args.isa)
         os.environ["PYCONVNET_ISA"] = args.isa  # the training workers' processes
+        cap_torch_isa(args.isa)
     return args
+
+
+# What a CPU without the forced-away instructions would give PyTorch: oneDNN's convolutions,
+# ATen's vectorised loops and MKL's GEMM each pick their own ISA from the CPU, so a forced
+# target that capped only our kernels would race our AVX2 code against torch's AVX-512 one.
+TORCH_ISA_CAPS = {
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "baseline": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default",
+                 "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+
+
+def cap_torch_isa(isa):
+    """Caps the torch contender (this process and the training workers: environment variables
+    read when torch loads) at the forced target; a variable the user set is kept. Returns the
+    variables set. Must run before torch is imported."""
+    if "torch" in sys.modules and isa in TORCH_ISA_CAPS:
+        raise RuntimeError("cap_torch_isa: torch is already imported; its ISA can no longer be capped")
+    caps = {k: v for k, v in TORCH_ISA_CAPS.get(isa, {}).items() if k not in os.environ}
+    os.environ.update(caps)
+    return caps
 
 
 SETTLE_NOTE = ("before every timed contender the bench pauses (0.2 s with >1 thread): NumPy's OpenBLAS worker "

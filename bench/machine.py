@@ -100,7 +100,8 @@ def describe(torch=None, threads=None) -> dict:
         "pyconvnet_isas_available": list(_core._isas()[1]),
         "torch": torch.__version__ if torch is not None else None,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ},
+                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ONEDNN_MAX_CPU_ISA",
+                                          "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
     }
     if threads is not None:
         info["numpy_blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
@@ -110,6 +111,7 @@ def describe(torch=None, threads=None) -> dict:
             cfg = torch.__config__.show()
             info["torch_blas"] = "MKL" if "MKL" in cfg else ("OpenBLAS" if "OpenBLAS" in cfg.lower() else "?")
             info["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
+            info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # ATen's vector ISA
         except Exception as e:  # diagnostic only
             info["torch_blas"] = f"? ({e})"
     return info

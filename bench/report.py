@@ -115,7 +115,11 @@ def _machine_lines(res):
         nb = m["numpy_blas"][0]
         lines.append(f"- NumPy BLAS: {nb.get('internal_api')} {nb.get('version')} ({nb.get('architecture')})")
     if m.get("torch_blas"):
-        lines.append(f"- PyTorch backend: {m['torch_blas']}, oneDNN available: {m.get('torch_mkldnn')}")
+        caps = {k: v for k, v in (m.get("env") or {}).items()
+                if k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")}
+        capped = (", capped at the forced target: " + ", ".join(f"{k}={v}" for k, v in caps.items())) if caps else ""
+        lines.append(f"- PyTorch backend: {m['torch_blas']}, oneDNN available: {m.get('torch_mkldnn')}; "
+                     f"ATen vector ISA {m.get('torch_cpu_capability', '?')}{capped}")
     lines.append(f"- Load average (1/5/15 min) at start {m['loadavg_at_start']}, at end {m.get('loadavg_at_end')}")
     lines.append(f"- Date {m['date']}; wall time of this run {res.get('wall_s', 0):.0f} s"
                  f" (of which {res.get('quiet_wait_total_s', 0):.0f} s waiting for other processes to go quiet)")

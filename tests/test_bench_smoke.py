@@ -189,3 +189,18 @@ def test_forced_isa_is_recorded_and_a_missing_one_refused(bench_env, tmp_path):
         p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--isa", missing[0], "--out", str(tmp_path / "c")],
                            cwd=home, env=env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and f"--isa {missing[0]}: this CPU" in p.stderr
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
+def test_forced_isa_caps_the_torch_contender_too(bench_env, tmp_path):
+    """Under --isa torch must not keep the instructions our kernels gave up (else a forced-AVX2 run
+    races our AVX2 code against oneDNN's AVX-512 one): ATen, oneDNN and MKL are capped, and the
+    record says so."""
+    res = run_bench(bench_env, tmp_path / "t", "--no-naive", "--no-training", "--isa", "baseline",
+                    filter_="conv2d lenet.conv1 fwd$")
+    m = res["machine"]
+    assert m["pyconvnet_isa"] == "baseline"
+    assert m["torch_cpu_capability"] == "DEFAULT"
+    assert m["env"]["ONEDNN_MAX_CPU_ISA"] == "SSE41" and m["env"]["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
+    assert "ATEN_CPU_CAPABILITY=default" in (tmp_path / "t" / "bench-quick.md").read_text()
+    assert any(r["contenders"]["torch"].get("time") for r in res["rows"])

@@ -314,23 +314,43 @@ def run(args):
     return runs
 
 
+def curve_points(runs):
+    """The accuracy-vs-time curve's points: runs grouped by (widths, epochs), each group's mean
+    training seconds and TTA accuracy (%) with its min and max over seeds; sorted by widths, then
+    seconds."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((tuple(r["widths"]), float(r["epochs"])), []).append(r)
+    points = []
+    for (widths, epochs), rs in groups.items():
+        acc = np.array([100 * r["test_acc_tta"] for r in rs])
+        points.append({"widths": widths, "epochs": epochs, "runs": len(rs),
+                       "train_s": float(np.mean([r["train_s"] for r in rs])),
+                       "acc": float(acc.mean()), "acc_min": float(acc.min()), "acc_max": float(acc.max())})
+    return sorted(points, key=lambda p: (p["widths"], p["train_s"]))
+
+
 def plot_curve(runs, path):
-    """Test accuracy (TTA) against training seconds, one point per run, labelled by epochs;
-    skipped (returns None) without matplotlib."""
+    """Test accuracy (TTA) against training seconds, one point per (widths, epochs) with the
+    seeds' mean and a bar from their min to max, labelled by epochs; skipped (returns None)
+    without matplotlib."""
     try:
         from ..plots import _pyplot
 
         plt = _pyplot()
     except ImportError:
         return None
+    points = curve_points(runs)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for widths in sorted({tuple(r["widths"]) for r in runs}):
-        rs = sorted((r for r in runs if tuple(r["widths"]) == widths), key=lambda r: r["train_s"])
-        ax.plot([r["train_s"] for r in rs], [100 * r["test_acc_tta"] for r in rs], "o-",
-                label="widths " + "/".join(map(str, widths)))
-        for r in rs:
-            ax.annotate(f"{r['epochs']:g} ep", (r["train_s"], 100 * r["test_acc_tta"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=8)
+    for widths in sorted({p["widths"] for p in points}):
+        ps = [p for p in points if p["widths"] == widths]
+        ax.errorbar([p["train_s"] for p in ps], [p["acc"] for p in ps], fmt="o-", capsize=3,
+                    yerr=[[p["acc"] - p["acc_min"] for p in ps], [p["acc_max"] - p["acc"] for p in ps]],
+                    label="widths " + "/".join(map(str, widths)))
+        for p in ps:
+            seeds = f", {p['runs']} seeds" if p["runs"] > 1 else ""
+            ax.annotate(f"{p['epochs']:g} ep{seeds}", (p["train_s"], p["acc"]), textcoords="offset points",
+                        xytext=(5, -11), fontsize=8)
     ax.axhline(94.0, color="grey", lw=0.8, ls="--")
     ax.set(xlabel="training seconds", ylabel="test accuracy, 6-view TTA (%)", title="CIFAR-10 speedrun")
     ax.legend()

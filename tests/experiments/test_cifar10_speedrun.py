@@ -118,6 +118,20 @@ def test_an_epochs_list_runs_each_and_draws_the_curve(tmp_path):
     assert (out / "curve.png").stat().st_size > 1000
 
 
+def test_curve_points_average_the_seeds_of_each_setting():
+    def run(widths, epochs, acc, secs):
+        return {"widths": list(widths), "epochs": epochs, "test_acc_tta": acc, "train_s": secs}
+
+    runs = [run((64, 256, 256), 9.9, 0.94, 800.0), run((64, 256, 256), 5.0, 0.92, 400.0),
+            run((64, 256, 256), 9.9, 0.93, 820.0), run((128, 384, 384), 9.9, 0.95, 2000.0)]
+    pts = sr.curve_points(runs)
+    assert [(p["widths"], p["epochs"], p["runs"]) for p in pts] == [
+        ((64, 256, 256), 5.0, 1), ((64, 256, 256), 9.9, 2), ((128, 384, 384), 9.9, 1)]
+    mid = pts[1]
+    assert mid["acc"] == pytest.approx(93.5) and (mid["acc_min"], mid["acc_max"]) == pytest.approx((93.0, 94.0))
+    assert mid["train_s"] == pytest.approx(810.0)
+
+
 def test_quick_run_on_real_cifar10(tmp_path):
     root = os.environ.get("PYCONVNET_DATA")
     if not root or not os.path.isdir(os.path.join(root, "cifar-10-batches-bin")):

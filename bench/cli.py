@@ -76,10 +76,9 @@ def parse_args(argv=None):
 # What a CPU without the forced-away instructions would give PyTorch: oneDNN's convolutions,
 # ATen's vectorised loops and MKL's GEMM each pick their own ISA from the CPU, so a forced
 # target that capped only our kernels would race our AVX2 code against torch's AVX-512 one.
-TORCH_ISA_CAPS = {
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    "baseline": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default",
-                 "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+TORCH_ISA_CAPS = {  # values in machine.TORCH_ISA_VARS' order: oneDNN, ATen, MKL
+    "avx2": dict(zip(machine.TORCH_ISA_VARS, ("AVX2", "avx2", "AVX2"))),
+    "baseline": dict(zip(machine.TORCH_ISA_VARS, ("SSE41", "default", "SSE4_2"))),
 }
 
 

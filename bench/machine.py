@@ -12,6 +12,11 @@ import numpy as np
 from .timing import LoadMeter, available_cores, measure
 
 
+# The environment variables that cap torch's instruction sets (oneDNN, ATen, MKL): set by
+# ``--isa`` (bench.cli.TORCH_ISA_CAPS), recorded and reported with the machine.
+TORCH_ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def _cpuinfo():
     model, flags = None, set()
     try:
@@ -100,8 +105,7 @@ def describe(torch=None, threads=None) -> dict:
         "pyconvnet_isas_available": list(_core._isas()[1]),
         "torch": torch.__version__ if torch is not None else None,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ONEDNN_MAX_CPU_ISA",
-                                          "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
+                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") + TORCH_ISA_VARS if k in os.environ},
     }
     if threads is not None:
         info["numpy_blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")}

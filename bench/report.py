@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 
+from .machine import TORCH_ISA_VARS
+
 OTHERS = ("torch", "numpy", "naive")
 
 
@@ -115,8 +117,7 @@ def _machine_lines(res):
         nb = m["numpy_blas"][0]
         lines.append(f"- NumPy BLAS: {nb.get('internal_api')} {nb.get('version')} ({nb.get('architecture')})")
     if m.get("torch_blas"):
-        caps = {k: v for k, v in (m.get("env") or {}).items()
-                if k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")}
+        caps = {k: v for k, v in (m.get("env") or {}).items() if k in TORCH_ISA_VARS}
         capped = (", capped at the forced target: " + ", ".join(f"{k}={v}" for k, v in caps.items())) if caps else ""
         lines.append(f"- PyTorch backend: {m['torch_blas']}, oneDNN available: {m.get('torch_mkldnn')}; "
                      f"ATen vector ISA {m.get('torch_cpu_capability', '?')}{capped}")

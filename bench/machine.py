@@ -102,6 +102,7 @@ def describe(torch=None, threads=None) -> dict:
         "pyconvnet_core": _file_id(_core.__file__),
         "pyconvnet_openmp": _flag(getattr(_core, "has_openmp", None)),
         "pyconvnet_isa": _core._isa(),
+        "cpu_microarch": _core._microarch()[0],
         "pyconvnet_isas_available": list(_core._isas()[1]),
         "torch": torch.__version__ if torch is not None else None,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

@@ -105,7 +105,9 @@ def _machine_lines(res):
     m = res["machine"]
     cores = m["cores_available"]
     lines = [
-        f"- CPU: {m['cpu_model']} ({', '.join(m['cpu_simd_flags'])}), {cores} core(s) available"
+        f"- CPU: {m['cpu_model']}"
+        + (f" [{m['cpu_microarch']}]" if m.get("cpu_microarch") else "")
+        + f" ({', '.join(m['cpu_simd_flags'])}), {cores} core(s) available"
         f" of {m['cores_logical']}, {m['mem_total_gib']} GiB",
         f"- Python {m['python']}, NumPy {m['numpy']}, PyTorch {m['torch'] or '— (not used)'}, "
         f"pyconvnet {m['pyconvnet']} ({m.get('pyconvnet_git') or 'no git'})",

@@ -33,11 +33,16 @@ def _apply_env():
 def cpu_info() -> dict:
     """What the kernels run on: ``isa`` (the target in use), ``available`` (the targets this
     CPU runs, best first), ``built`` (those in this build), ``cpu`` (model name),
-    ``features`` (the CPU features the targets test), ``threads``, ``openmp``, ``blas``."""
+    ``features`` (the CPU features the targets test), ``microarch`` (vendor, CPUID family
+    and model, e.g. ``"AMD family 25 model 17 (Zen 4)"``: VMs often report only "AMD EPYC"
+    as the model name), ``avx512_half_width`` (AVX-512 on 256-bit halves, as on Zen 4:
+    the AVX-512 target then runs its one-broadcast-per-FMA tiles as the AVX2 copy),
+    ``threads``, ``openmp``, ``blas``."""
     built, available = _core._isas()
     model, features = _core._cpu()
+    microarch, half = _core._microarch()
     return {"isa": _core._isa(), "available": list(available), "built": list(built), "cpu": model,
-            "features": list(features), "threads": get_num_threads(), "openmp": bool(_core.has_openmp),
+            "features": list(features), "microarch": microarch, "avx512_half_width": bool(half), "threads": get_num_threads(), "openmp": bool(_core.has_openmp),
             "blas": _core.blas_info()}
 
 

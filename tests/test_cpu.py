@@ -54,3 +54,30 @@ def test_switching_target_at_run_time():
 
     with pytest.raises(ValueError, match="expected one of avx512, avx2, baseline"):
         _core._set_isa("neon9")
+
+
+def test_microarch_names_the_cpuid_family_and_model():
+    """cpu_info()['microarch'] reads CPUID, which VMs pass through even when the model
+    name says only "AMD EPYC"; it must agree with /proc/cpuinfo where there is one."""
+    import re
+
+    info = pyconvnet.cpu_info()
+    m = re.fullmatch(r"(\w+) family (\d+) model (\d+)( \((Zen[^)]*)\))?", info["microarch"])
+    if info["microarch"] == "unknown":
+        import platform
+
+        assert platform.machine().lower() not in ("x86_64", "amd64")
+        return
+    assert m, info["microarch"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return
+    fam = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
+    mod = re.search(r"^model\s*:\s*(\d+)", text, re.M)
+    if fam and mod:
+        assert (int(m.group(2)), int(m.group(3))) == (int(fam.group(1)), int(mod.group(1)))
+    # half-width AVX-512 only where there is AVX-512, and only on AMD family 25 (Zen 4)
+    if info["avx512_half_width"]:
+        assert "avx512" in info["available"] and m.group(1) == "AMD" and m.group(2) == "25"

@@ -92,4 +92,6 @@ void register_core(py::module_& m) {
     }, "(built, available): the targets in this build, and those this CPU runs; best first.");
     m.def("_cpu", []() { return py::make_tuple(pcn::cpu_model_name(), pcn::cpu_features()); },
           "(model name, features the targets test).");
+    m.def("_microarch", []() { return py::make_tuple(pcn::cpu_microarch(), pcn::avx512_half_width()); },
+          "(vendor, family and model by CPUID, whether AVX-512 runs on 256-bit halves).");
 }

@@ -1,8 +1,13 @@
 #include "core/cpu.h"
 
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
+
+#ifdef PCN_X86_64
+#include <cpuid.h>
+#endif
 
 namespace pcn {
 
@@ -22,6 +27,37 @@ bool supports(Isa isa) {
 #else
     return isa == Isa::baseline;
 #endif
+}
+
+struct Cpuid {
+    std::string vendor;  // "AMD", "Intel" or the raw vendor string
+    unsigned family = 0, model = 0;
+};
+
+const Cpuid& cpuid() {
+    static const Cpuid id = [] {
+        Cpuid c;
+#ifdef PCN_X86_64
+        unsigned a = 0, b = 0, cx = 0, d = 0;
+        if (__get_cpuid(0, &a, &b, &cx, &d)) {
+            char v[13] = {};
+            std::memcpy(v, &b, 4);
+            std::memcpy(v + 4, &d, 4);
+            std::memcpy(v + 8, &cx, 4);
+            c.vendor = v;
+            if (c.vendor == "AuthenticAMD") c.vendor = "AMD";
+            if (c.vendor == "GenuineIntel") c.vendor = "Intel";
+        }
+        if (__get_cpuid(1, &a, &b, &cx, &d)) {
+            // the displayed family and model (Intel SDM vol. 2A, CPUID leaf 1; AMD APM vol. 3, E.3.2)
+            const unsigned base_family = (a >> 8) & 0xF, base_model = (a >> 4) & 0xF;
+            c.family = base_family == 0xF ? base_family + ((a >> 20) & 0xFF) : base_family;
+            c.model = (base_family == 0x6 || base_family == 0xF) ? (((a >> 16) & 0xF) << 4) | base_model : base_model;
+        }
+#endif
+        return c;
+    }();
+    return id;
 }
 
 Isa best() {
@@ -86,6 +122,26 @@ std::string cpu_model_name() {
             if (c != std::string::npos) return line.substr(line.find_first_not_of(" \t", c + 1));
         }
     return "unknown CPU";
+}
+
+std::string cpu_microarch() {
+    const Cpuid& c = cpuid();
+    if (c.vendor.empty()) return "unknown";
+    std::string s = c.vendor + " family " + std::to_string(c.family) + " model " + std::to_string(c.model);
+    if (c.vendor == "AMD") {
+        if (c.family == 0x17) s += c.model >= 0x30 ? " (Zen 2)" : " (Zen / Zen+)";
+        if (c.family == 0x19) s += (c.model >= 0x10 && c.model <= 0x1F) || (c.model >= 0x60 && c.model <= 0xAF)
+                                       ? " (Zen 4)"
+                                       : " (Zen 3)";
+        if (c.family == 0x1A) s += " (Zen 5)";
+    }
+    return s;
+}
+
+bool avx512_half_width() {
+    // Zen 4 is the AVX-512 core of family 19h (Zen 3, the same family, has no AVX-512).
+    const Cpuid& c = cpuid();
+    return supports(Isa::avx512) && c.vendor == "AMD" && c.family == 0x19;
 }
 
 std::vector<std::string> cpu_features() {

@@ -40,5 +40,13 @@ Isa isa_from_name(const std::string& name);
 // /proc/cpuinfo where there is one) and the features the targets test.
 std::string cpu_model_name();
 std::vector<std::string> cpu_features();
+// The core's family by its vendor's CPUID numbering, e.g. "AMD family 25 model 17
+// (Zen 4)"; the name in brackets only for the families the kernels tune for.
+std::string cpu_microarch();
+// Whether this CPU runs AVX-512 on 256-bit halves (AMD Zen 4: a zmm FMA takes both
+// FMA pipes, so it does no more work per cycle than two ymm FMAs while costing the
+// same load or broadcast); tiles that have one broadcast per FMA at 16 lanes then run
+// faster as the AVX2 copy, with one broadcast per two FMAs.
+bool avx512_half_width();
 
 }  // namespace pcn

@@ -9,7 +9,10 @@
 
 namespace pcn {
 
-enum class Switch : int { direct_conv, winograd, count };
+// avx512_halves: on a CPU that runs AVX-512 on 256-bit halves (core/cpu.h), the
+// AVX-512 target's forward convolutions whose channel tiles are one vector wide run
+// as the AVX2 copy (off: the AVX-512 copy, so tests cover it on such a CPU too).
+enum class Switch : int { direct_conv, winograd, avx512_halves, count };
 
 struct SwitchInfo {
     const char* name;

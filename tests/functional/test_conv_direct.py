@@ -28,12 +28,16 @@ SUPPORTED = _core._switches()["direct_conv"][1]
 @pytest.fixture(autouse=True)
 def direct_on():
     """The direct path on, and Winograd off: these tests are about the direct kernels
-    (test_winograd.py covers the 3x3 layers Winograd takes)."""
+    (test_winograd.py covers the 3x3 layers Winograd takes). The AVX-512 target's
+    hand-over of 16-channel forwards to the AVX2 copy on half-width cores is off, so
+    the AVX-512 copy is what the avx512 runs test on every CPU."""
     was = _core._set_switch("direct_conv", True)
     wino = _core._set_switch("winograd", False)
+    halves = _core._set_switch("avx512_halves", False)
     yield
     _core._set_switch("direct_conv", was)
     _core._set_switch("winograd", wino)
+    _core._set_switch("avx512_halves", halves)
 
 
 @st.composite
@@ -164,3 +168,30 @@ def test_direct_conv_seed_shapes_match_torch_style_reference(one_thread):
             assert _core._calls("direct_conv") == calls + 1
         want = R.conv2d(x.astype(F64), w.astype(F64), b.astype(F64), padding=p)
         assert_close(y, want, F32, f"conv {cin}->{cout} {hw}x{hw} k{k}")
+
+
+@pytest.mark.parametrize("ow", [10, 20, 28])
+def test_half_width_avx512_hands_16_channel_forwards_to_avx2(ow, one_thread):
+    """On a CPU running AVX-512 on 256-bit halves (Zen 4), the avx512 target's forward
+    of 16 channels a group whose rows fill at most 80% of 16 lanes runs the AVX2 copy
+    (counted by the avx512_halves switch); elsewhere, or switched off, nothing changes.
+    Either way the result is the AVX-512 copy's to float32 rounding."""
+    info = pyconvnet.cpu_info()
+    if "avx512" not in info["available"]:
+        pytest.skip("no AVX-512 on this CPU")
+    assert _core._switches()["avx512_halves"][1] == info["avx512_half_width"]
+    rng = np.random.default_rng(ow)
+    x = rand(rng, (3, 6, 5, ow + 4), F32)
+    w = rand(rng, (16, 6, 5, 5), F32)
+    prev = _core._set_isa("avx512")
+    try:
+        y_512 = F.conv2d(x, w)  # the fixture has the hand-over off
+        _core._set_switch("avx512_halves", True)
+        before = _core._calls("avx512_halves")
+        y = F.conv2d(x, w)
+        taken = _core._calls("avx512_halves") - before
+    finally:
+        _core._set_isa(prev)
+    expect = info["avx512_half_width"] and 5 * ow <= 4 * 16 * (-(-ow // 16))
+    assert taken == int(expect), (ow, info["microarch"])
+    assert_close(y, y_512, F32, "y")

@@ -86,6 +86,10 @@ class Sequential(Layer):
         return iter(self._layers)
 
     def forward(self, x, training=False):
+        if training:
+            # the last step's saved activations go before this step's are made: a
+            # forward overwrites them anyway, and holding both set the peak memory
+            self.clear_cache()
         for layer in self._layers:
             x = layer.forward(x, training=training)
         return x
@@ -268,6 +272,8 @@ class Graph(Layer):
         return {names[0]: x}
 
     def forward(self, x, training=False):
+        if training:
+            self.clear_cache()  # as Sequential.forward: one step's activations at a time
         order = self._plan()
         values = self._bind_inputs(x)
         for n in self.input_names:

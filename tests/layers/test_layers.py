@@ -673,3 +673,51 @@ def test_python_list_input_takes_the_layer_dtype():
     np.testing.assert_allclose(y, y64, rtol=1e-6)
     with pytest.raises(TypeError, match=r"expected dtype float32 \(the dtype of Linear's parameters"):
         L.Linear(3, 2, seed=0)(np.ones((1, 3)))  # an explicit float64 array stays an error, not a silent cast
+
+
+class _CacheProbe(L.Layer):
+    """Identity that records, at each forward, whether the previous step's cache was still held."""
+
+    def __init__(self):
+        super().__init__()
+        self.held_at_forward = []
+
+    def forward(self, x, training=False):
+        self.held_at_forward.append(self._cache is not None)
+        if training:
+            self._cache = np.array(x, copy=True)
+        return x
+
+    def backward(self, grad_y):
+        self._saved()
+        return grad_y
+
+
+def _probe_sequential():
+    a, b = _CacheProbe(), _CacheProbe()
+    return L.Sequential(a, L.Sequential(b)), (a, b)
+
+
+def _probe_graph():
+    from pyconvnet.layers import Graph
+
+    a, b = _CacheProbe(), _CacheProbe()
+    g = Graph(inputs="x", outputs="b")
+    g.add("a", a, "x")
+    g.add("b", L.Sequential(b), "a")
+    return g, (a, b)
+
+
+@pytest.mark.parametrize("build", [_probe_sequential, _probe_graph])
+def test_training_forward_drops_the_last_steps_saved_activations_first(build):
+    """A training forward of a container drops every sub-layer's saved activations
+    before making new ones (peak memory: one step's activations, not two); an
+    inference forward keeps them, and backward after forward still works."""
+    model, probes = build()
+    x = np.ones((2, 3))
+    for _ in range(3):
+        model.forward(x, training=True)
+        model.backward(np.ones((2, 3)))
+    model.forward(x, training=False)
+    for p in probes:
+        assert p.held_at_forward == [False, False, False, True]

@@ -103,7 +103,8 @@ class GANStep:
             logits = self.D.forward(fake, training=True).reshape(int(n))
             loss = float(self.loss.forward(logits, np.ones(int(n), logits.dtype)))
             grad_images = self.D.backward(self.loss.backward().reshape(int(n), -1))  # D's grads: never applied
-            self.G.backward(grad_images)
+            with no_input_grad(self.G):  # nothing consumes d(loss)/dz
+                self.G.backward(grad_images)
             self.g_opt.step()
         finally:
             buffers = self.D.buffers

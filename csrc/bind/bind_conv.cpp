@@ -73,16 +73,21 @@ arr<T> conv_transpose2d_forward(arr<T> x, arr<T> w, oarr<T> bias, I2 s, I2 p, I2
 }
 
 template <typename T>
-py::tuple conv_transpose2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 s, I2 p, I2 op, I2 d, index_t groups) {
+py::tuple conv_transpose2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 s, I2 p, I2 op, I2 d, index_t groups,
+                                    bool need_input) {
     check_ndim(x, "input", 4);
     auto a = transpose_args(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w, groups, s, p, op, d);
     check_shape(gy, "grad_out", {a.N, a.g.C, a.g.H, a.g.W});
-    arr<T> gx({a.N, a.O, a.g.OH, a.g.OW}), gw({w.shape(0), w.shape(1), w.shape(2), w.shape(3)}), gb({a.g.C});
+    // the input gradient is a full convolution: skipped when nothing consumes it (a
+    // generator's first layer, whose input is the noise)
+    py::object gx = py::none();
+    arr<T> ax, gw({w.shape(0), w.shape(1), w.shape(2), w.shape(3)}), gb({a.g.C});
     const T *gyp = gy.data(), *xp = x.data(), *wp = w.data();
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    T *gxp = nullptr, *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    if (need_input) { ax = arr<T>({a.N, a.O, a.g.OH, a.g.OW}); gxp = ax.mutable_data(); gx = ax; }
     {
         py::gil_scoped_release nogil;
-        pcn::conv2d_forward<T>(gyp, wp, nullptr, gxp, a);
+        if (gxp) pcn::conv2d_forward<T>(gyp, wp, nullptr, gxp, a);
         pcn::conv2d_backward_weight(xp, gyp, gwp, a);
         pcn::channel_sum(gyp, gbp, a.N, a.g.C, a.g.H * a.g.W);
     }
@@ -136,7 +141,7 @@ void register_typed(py::module_& m) {
     m.def("conv_transpose2d_forward", &conv_transpose2d_forward<T>, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a,
           "output_padding"_a, "dilation"_a, "groups"_a);
     m.def("conv_transpose2d_backward", &conv_transpose2d_backward<T>, "grad_out"_a, "x"_a, "w"_a, "stride"_a,
-          "padding"_a, "output_padding"_a, "dilation"_a, "groups"_a);
+          "padding"_a, "output_padding"_a, "dilation"_a, "groups"_a, "need_input"_a = true);
     m.def("unfold", &unfold<T>, "x"_a, "kernel_size"_a, "dilation"_a, "padding"_a, "stride"_a);
     m.def("fold", &fold<T>, "cols"_a, "output_size"_a, "kernel_size"_a, "dilation"_a, "padding"_a, "stride"_a);
 }

@@ -184,8 +184,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return y[0] if unb else y
 
 
-def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """Gradients of conv_transpose2d: (grad_x, grad_weight, grad_bias)."""
+def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                              need_grad_x=True):
+    """Gradients of conv_transpose2d: (grad_x, grad_weight, grad_bias); grad_x is None when
+    ``need_grad_x`` is False (its convolution is skipped)."""
     x, weight, _, unb, s, p, op, g, d, want = _check_conv_transpose(x, weight, None, stride, padding, output_padding,
                                                                     groups, dilation)
     grad_out = float_array(grad_out, "grad_out", x.dtype)
@@ -193,8 +195,8 @@ def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_p
         grad_out = grad_out[None] if grad_out.ndim == 3 else grad_out
     if grad_out.shape != want:
         raise ValueError(f"grad_out: expected shape {want} (the output of conv_transpose2d), got {grad_out.shape}")
-    gx, gw, gb = _core.conv_transpose2d_backward(grad_out, x, weight, s, p, op, d, g)
-    return (gx[0] if unb else gx), gw, gb
+    gx, gw, gb = _core.conv_transpose2d_backward(grad_out, x, weight, s, p, op, d, g, bool(need_grad_x))
+    return (gx if gx is None or not unb else gx[0]), gw, gb
 
 
 # ----------------------------------------------------------------- im2col

@@ -152,7 +152,8 @@ class ConvTranspose2d(ParamLayer):
 
     def backward(self, grad_y):
         x = self._saved()
-        gx, gw, gb = F.conv_transpose2d_backward(grad_y, x, self._params["weight"], **self._geom())
+        gx, gw, gb = F.conv_transpose2d_backward(grad_y, x, self._params["weight"], **self._geom(),
+                                                 need_grad_x=self.need_input_grad)
         self._set_grad("weight", gw)
         if self.bias:
             self._set_grad("bias", gb)

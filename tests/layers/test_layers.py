@@ -721,3 +721,31 @@ def test_training_forward_drops_the_last_steps_saved_activations_first(build):
     model.forward(x, training=False)
     for p in probes:
         assert p.held_at_forward == [False, False, False, True]
+
+
+@pytest.mark.parametrize("cls,args", [(L.Conv2d, (3, 4, 3)), (L.ConvTranspose2d, (3, 4, 3))])
+def test_conv_need_input_grad_false_skips_grad_x_only(cls, args):
+    """need_input_grad=False: backward returns None for the input and the same parameter
+    gradients as with it (the input-gradient convolution is skipped, nothing else)."""
+    import pyconvnet.functional as F
+
+    rng = np.random.default_rng(3)
+    layer = cls(*args, stride=2, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((2, 3, 7, 7))
+    y = layer.forward(x, training=True)
+    g = rng.standard_normal(y.shape)
+    gx = layer.backward(g)
+    full = {k: v.copy() for k, v in layer.grads.items()}
+    assert gx.shape == x.shape
+    layer.need_input_grad = False
+    layer.forward(x, training=True)
+    assert layer.backward(g) is None
+    for k, v in layer.grads.items():
+        np.testing.assert_array_equal(v, full[k], err_msg=k)
+    if cls is L.ConvTranspose2d:
+        w = layer.params["weight"]
+        none, gw, gb = F.conv_transpose2d_backward(g[0], x[0], w, stride=2, need_grad_x=False)
+        gx1, gw1, gb1 = F.conv_transpose2d_backward(g[0], x[0], w, stride=2)
+        assert none is None and gx1.shape == x[0].shape
+        np.testing.assert_array_equal(gw, gw1)
+        np.testing.assert_array_equal(gb, gb1)

@@ -42,11 +42,17 @@ def parse_args(argv=None):
     p.add_argument("--no-training", action="store_true", help="skip the training-epoch rows")
     p.add_argument("--isa", default=None, choices=("avx512", "avx2", "baseline"),
                    help="force the kernels' CPU target (also for the training workers: PYCONVNET_ISA) and cap "
-                        "torch's oneDNN, ATen and MKL at the same instructions, so one machine measures the "
-                        "targets it can run for both contenders; default: the best this CPU runs")
+                        "torch's oneDNN, ATen and MKL, and the OpenBLAS of pyconvnet and NumPy "
+                        "(OPENBLAS_CORETYPE), at the same instructions, so one machine measures the "
+                        "targets it can run for every contender; default: the best this CPU runs")
     p.add_argument("--reference", default="pyconvnet.reference",
                    help="module of the naive loop reference (default: pyconvnet.reference)")
     args = p.parse_args(argv)
+    if args.isa and cap_blas_isa(args.isa) and argv is None:
+        # OpenBLAS picks its kernels when it loads, and NumPy's (imported above) and ours
+        # (with pyconvnet) have: run again with the cap in the environment
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]])
     if os.environ.get("PYCONVNET_BENCH_NO_TORCH", "") not in ("", "0"):
         args.no_torch = True
     if args.threads is None:
@@ -80,6 +86,23 @@ TORCH_ISA_CAPS = {  # values in machine.TORCH_ISA_VARS' order: oneDNN, ATen, MKL
     "avx2": dict(zip(machine.TORCH_ISA_VARS, ("AVX2", "avx2", "AVX2"))),
     "baseline": dict(zip(machine.TORCH_ISA_VARS, ("SSE41", "default", "SSE4_2"))),
 }
+
+
+# OpenBLAS's kernels for a forced target (OPENBLAS_CORETYPE, read by pyconvnet's and NumPy's
+# OpenBLAS when they load): on an AVX-512 machine a forced-AVX2 run left them on their AVX-512
+# (SkylakeX) kernels, so every GEMM-bound row (mlp3, the linear layers, im2col convs) still
+# ran AVX-512 code. Haswell's are what OpenBLAS runs on AVX2 CPUs (Zen 1-3 included).
+BLAS_ISA_CAPS = {"avx2": "Haswell", "baseline": "Nehalem"}
+
+
+def cap_blas_isa(isa):
+    """Sets OPENBLAS_CORETYPE for the forced target unless the user set it; returns whether it
+    set it (then the BLAS libraries already loaded by this process are not capped)."""
+    core = BLAS_ISA_CAPS.get(isa)
+    if core is None or "OPENBLAS_CORETYPE" in os.environ:
+        return False
+    os.environ["OPENBLAS_CORETYPE"] = core
+    return True
 
 
 def cap_torch_isa(isa):

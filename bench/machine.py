@@ -106,7 +106,8 @@ def describe(torch=None, threads=None) -> dict:
         "pyconvnet_isas_available": list(_core._isas()[1]),
         "torch": torch.__version__ if torch is not None else None,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") + TORCH_ISA_VARS if k in os.environ},
+                                          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_CORETYPE") + TORCH_ISA_VARS
+                if k in os.environ},
     }
     if threads is not None:
         info["numpy_blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")}

@@ -182,6 +182,9 @@ def test_forced_isa_is_recorded_and_a_missing_one_refused(bench_env, tmp_path):
                     filter_="conv2d lenet.conv1 fwd$")
     assert res["machine"]["pyconvnet_isa"] == "baseline"
     assert "baseline" in res["machine"]["pyconvnet_isas_available"]
+    # OpenBLAS (ours and NumPy's) capped too: the bench ran again with OPENBLAS_CORETYPE set
+    assert res["machine"]["env"]["OPENBLAS_CORETYPE"] == "Nehalem"
+    assert "Nehalem" in res["machine"]["pyconvnet_blas"], res["machine"]["pyconvnet_blas"]
     assert "target: baseline" in (tmp_path / "b" / "bench-quick.md").read_text()
     missing = [i for i in ("avx512", "avx2") if i not in pyconvnet.cpu_info()["available"]]
     if missing:
@@ -202,5 +205,6 @@ def test_forced_isa_caps_the_torch_contender_too(bench_env, tmp_path):
     assert m["pyconvnet_isa"] == "baseline"
     assert m["torch_cpu_capability"] == "DEFAULT"
     assert m["env"]["ONEDNN_MAX_CPU_ISA"] == "SSE41" and m["env"]["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
+
     assert "ATEN_CPU_CAPABILITY=default" in (tmp_path / "t" / "bench-quick.md").read_text()
     assert any(r["contenders"]["torch"].get("time") for r in res["rows"])

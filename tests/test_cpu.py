@@ -62,7 +62,7 @@ def test_microarch_names_the_cpuid_family_and_model():
     import re
 
     info = pyconvnet.cpu_info()
-    m = re.fullmatch(r"(\w+) family (\d+) model (\d+)( \((Zen[^)]*)\))?", info["microarch"])
+    m = re.fullmatch(r"(\S.*?) family (\d+) model (\d+)( \((Zen[^)]*)\))?", info["microarch"])
     if info["microarch"] == "unknown":
         import platform
 

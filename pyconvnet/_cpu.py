@@ -42,8 +42,8 @@ def cpu_info() -> dict:
     model, features = _core._cpu()
     microarch, half = _core._microarch()
     return {"isa": _core._isa(), "available": list(available), "built": list(built), "cpu": model,
-            "features": list(features), "microarch": microarch, "avx512_half_width": bool(half), "threads": get_num_threads(), "openmp": bool(_core.has_openmp),
-            "blas": _core.blas_info()}
+            "features": list(features), "microarch": microarch, "avx512_half_width": bool(half),
+            "threads": get_num_threads(), "openmp": bool(_core.has_openmp), "blas": _core.blas_info()}
 
 
 _apply_env()

@@ -25,8 +25,8 @@ def machine() -> dict:
                     model = line.split(":", 1)[1].strip()
                     break
     info = cpu_info()
-    return {"cpu": model, "microarch": info.get("microarch"), "isa": info.get("isa"), "cores": os.cpu_count(), "threads": get_num_threads(),
-            "python": platform.python_version()}
+    return {"cpu": model, "microarch": info.get("microarch"), "isa": info.get("isa"), "cores": os.cpu_count(),
+            "threads": get_num_threads(), "python": platform.python_version()}
 
 
 def markdown_table(header, rows) -> str:

@@ -49,8 +49,7 @@ py::tuple conv2d_backward(arr<T> gy, arr<T> x, arr<T> w, I2 stride, I4 pad, I2 d
     if (need_b) gbp = out_or_new(gb_out, "grad_bias_out", {O}, gb);
     {
         py::gil_scoped_release nogil;
-        pcn::conv2d_backward(gyp, xp, wp, gxp, gwp, a);
-        if (gbp) pcn::channel_sum(gyp, gbp, N, O, a.g.OH * a.g.OW);
+        pcn::conv2d_backward(gyp, xp, wp, gxp, gwp, gbp, a);
     }
     return py::make_tuple(gx, gw, gb);
 }

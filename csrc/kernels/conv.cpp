@@ -184,7 +184,7 @@ void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_winograd(gy, nullptr, w, gx, nullptr, a) || conv2d_backward_data_direct(gy, w, gx, a))
+        if (conv2d_backward_winograd(gy, nullptr, w, gx, nullptr, nullptr, a) || conv2d_backward_data_direct(gy, w, gx, a))
             return;
     const Plan p(a);
     const index_t C = a.g.C, O = a.O;
@@ -221,7 +221,7 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (conv2d_backward_winograd(gy, x, nullptr, nullptr, gw, a) || conv2d_backward_weight_direct(gy, x, gw, a))
+        if (conv2d_backward_winograd(gy, x, nullptr, nullptr, gw, nullptr, a) || conv2d_backward_weight_direct(gy, x, gw, a))
             return;
     // The weight gradient reduces over the columns: longer blocks give BLAS a
     // longer inner dimension (first layers with 1-3 channels, float64, strided convs).
@@ -267,16 +267,18 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a) {
 }
 
 template <typename T>
-void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvArgs& a) {
-    // Winograd does both gradients from one channel-last copy of gy
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, const ConvArgs& a) {
+    // Winograd does all gradients from one channel-last copy of gy (the data gradient
+    // alone only when the weight's is not wanted: conv2d_backward_data tries it too)
     if constexpr (std::is_same_v<T, float>)
-        if (gx && gw && conv2d_backward_winograd(gy, x, w, gx, gw, a)) return;
+        if (gw && conv2d_backward_winograd(gy, x, w, gx, gw, gb, a)) return;
     if (gx) conv2d_backward_data(gy, w, gx, a);
     if (gw) conv2d_backward_weight(gy, x, gw, a);
+    if (gb) channel_sum(gy, gb, a.N, a.O, a.g.OH * a.g.OW);
 }
 
 #define PCN_INST(T)                                                                     \
-    template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, const ConvArgs&); \
+    template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvArgs&); \
     template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvArgs&); \
     template void conv2d_backward_data<T>(const T*, const T*, T*, const ConvArgs&);     \
     template void conv2d_backward_weight<T>(const T*, const T*, T*, const ConvArgs&);   \

@@ -19,9 +19,10 @@ template <typename T>
 void conv2d_backward_data(const T* gy, const T* w, T* gx, const ConvArgs& a);
 template <typename T>
 void conv2d_backward_weight(const T* gy, const T* x, T* gw, const ConvArgs& a);
-// Both (either pointer may be null: not wanted); some paths share work between them.
+// The three gradients (any pointer may be null: not wanted); gb (O) is gy summed over
+// samples and pixels. Some paths share work between them.
 template <typename T>
-void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvArgs& a);
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, const ConvArgs& a);
 
 // gb[c] = sum over n and l of g[n, c, l]   (g is (N, C, L))
 template <typename T>

@@ -5,6 +5,7 @@
 #include "kernels/winograd.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/blas.h"
 #include "core/cpu.h"
@@ -51,18 +52,33 @@ void kernel_transform(index_t O, index_t C, index_t Op, index_t Cp, Wk&& wk, flo
     const index_t lanes = isa_lanes(active_isa());
     constexpr int A = Wino<M>::A, A2 = A * A;
     std::fill(U, U + index_t(A2) * Op * Cp, 0.0f);
-    // each (o, c) writes its own entries: threads split the filters (7% of a forward
-    // pass at 256 -> 256 channels on 7x7 maps ran here on one thread)
-    const bool par = max_threads() > 1 && !in_parallel() && O * C >= 4096;
-#pragma omp parallel for schedule(static) if (par)
-    for (index_t o = 0; o < O; ++o) {
+    // Threads split the channels c; each c's taps are written a tap at a time, so the
+    // stores run along a panel's contiguous o (one filter's 36 taps, (Cp, Op) apart,
+    // fell into one L1 set: this took 8% of a 32 -> 64-channel forward pass so).
+    const bool par = max_threads() > 1 && !in_parallel() && O * C >= 256;
+#pragma omp parallel if (par)
+    {
+        std::vector<float> ub(std::size_t(A2) * std::size_t(O));
+        std::vector<index_t> base(static_cast<std::size_t>(O)), width(static_cast<std::size_t>(O));
+        for (index_t o = 0; o < O; ++o) {  // panel_index(c, o) = base[o] + c * width[o], without its divisions
+            base[std::size_t(o)] = panel_index(0, o, Cp, Op, lanes);
+            width[std::size_t(o)] = panel_index(1, o, Cp, Op, lanes) - base[std::size_t(o)];
+        }
         double g[9], t[A * 3], u[A2];
+#pragma omp for schedule(static)
         for (index_t c = 0; c < C; ++c) {
-            const float* src = wk(o, c);
-            for (int i = 0; i < 9; ++i) g[i] = src[rotate ? 8 - i : i];
-            for (int j = 0; j < 3; ++j) Wino<M>::g(g + j, 3, t + j, 3);        // columns: A x 3
-            for (int i = 0; i < A; ++i) Wino<M>::g(t + i * 3, 1, u + i * A, 1);  // rows: A x A
-            for (int a = 0; a < A2; ++a) U[index_t(a) * Cp * Op + panel_index(c, o, Cp, Op, lanes)] = float(u[a]);
+            for (index_t o = 0; o < O; ++o) {
+                const float* src = wk(o, c);
+                for (int i = 0; i < 9; ++i) g[i] = src[rotate ? 8 - i : i];
+                for (int j = 0; j < 3; ++j) Wino<M>::g(g + j, 3, t + j, 3);        // columns: A x 3
+                for (int i = 0; i < A; ++i) Wino<M>::g(t + i * 3, 1, u + i * A, 1);  // rows: A x A
+                for (int a = 0; a < A2; ++a) ub[std::size_t(a * O + o)] = float(u[a]);
+            }
+            for (int a = 0; a < A2; ++a) {
+                float* dst = U + index_t(a) * Cp * Op;
+                for (index_t o = 0; o < O; ++o)
+                    dst[base[std::size_t(o)] + c * width[std::size_t(o)]] = ub[std::size_t(a * O + o)];
+            }
         }
     }
 }
@@ -103,7 +119,7 @@ bool conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
     return true;
 }
 
-bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw,
+bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw, float* gb,
                               const ConvArgs& a, int m) {
     const Geom& g = a.g;
     const index_t C = g.C, O = a.O;
@@ -119,9 +135,9 @@ bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, f
     const index_t lanes = isa_lanes(active_isa());
     const index_t Op = (O + lanes - 1) / lanes * lanes, Cp = (C + lanes - 1) / lanes * lanes;
     const int A = m + 2, A2 = A * A;
-    const index_t UO = index_t(A2) * Op * Cp, Tb = wino_block_tiles(A2, Cp, Op);
-    const index_t tiles = a.N * ((g.OH + m - 1) / m) * ((g.OW + m - 1) / m), nblocks = (tiles + Tb - 1) / Tb;
-    const index_t parts = gw ? sum_chunks(nblocks, UO) : 0;
+    const index_t UO = index_t(A2) * Op * Cp;
+    const WinoBackPlan plan = wino_backward_plan(m, a.N, g.H, g.W, g.pt, g.pl, g.OH, g.OW, Cp, Op, gx, gw);
+    const index_t parts = gw ? plan.parts : 0;
     // scratch 3: [the data gradient's kernel (A2, Cp, Op) | dU parts]
     float* buf = scratch<float>(3, std::size_t((gx ? UO : 0) + parts * UO));
     float* Ud = gx ? buf : nullptr;
@@ -134,47 +150,61 @@ bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, f
             kernel_transform<2>(C, O, Cp, Op, wk, Ud, true);
     }
     if (dU) std::fill(dU, dU + parts * UO, 0.0f);
+    std::vector<double> gbs(gb ? std::size_t(O) : 0, 0.0);
+    double* gbp = gb ? gbs.data() : nullptr;
     switch (active_isa()) {
         case Isa::avx512:
-            avx512::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
+            avx512::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, plan, gbp);
             break;
         case Isa::avx2:
-            avx2::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
+            avx2::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, plan, gbp);
             break;
         case Isa::baseline:
-            baseline::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, parts, Tb);
+            baseline::wino_backward(m, gy, x, a.N, C, g.H, g.W, g.pt, g.pl, O, g.OH, g.OW, Ud, gx, dU, plan, gbp);
             break;
     }
+    for (index_t o = 0; gb && o < O; ++o) gb[o] = float(gbs[std::size_t(o)]);
     if (gx) count_call(Switch::winograd);
     if (!gw) return true;
-    // The parts added in chunk order (vectorised over a whole part at a time: the same
-    // additions in the same order as element by element), then gw[o][c] = G^T dU G.
-    // Element i sums its parts in part order whichever thread takes it.
+    // gw[o][c] = G^T dU G, dU's parts added in part order (the same bits whichever
+    // thread takes o). Threads split the filters in blocks of kOB; a block reads its
+    // rows of each tap and part as one run (kOB x Cp floats when the channels fit a
+    // block), not one (o, c) at a time: its 36 values, (Op, Cp) apart, fell into one L1 set.
+    constexpr index_t kOB = 8, kCB = 64;
     const bool par = max_threads() > 1 && !in_parallel() && UO * parts >= 65536;
-    if (parts > 1) {
-#pragma omp parallel for schedule(static) if (par)
-        for (index_t i0 = 0; i0 < UO; i0 += 4096) {
-            const index_t i1 = std::min(UO, i0 + 4096);
-            for (index_t p = 1; p < parts; ++p) {
-                const float* src = dU + p * UO;
-#pragma omp simd
-                for (index_t i = i0; i < i1; ++i) dU[i] += src[i];
-            }
-        }
-    }
-#pragma omp parallel for schedule(static) if (par)
-    for (index_t o = 0; o < O; ++o) {
+#pragma omp parallel if (par)
+    {
+        std::vector<float> su(std::size_t(A2 * kOB * kCB));
         double u[64], t[24], k[9];
-        for (index_t c = 0; c < C; ++c) {
-            for (int i = 0; i < A2; ++i) u[i] = dU[(index_t(i) * Op + o) * Cp + c];
-            if (m == 4) {
-                for (int j = 0; j < A; ++j) Wino<4>::gt(u + j, A, t + j, A);        // columns: 3 x A
-                for (int i = 0; i < 3; ++i) Wino<4>::gt(t + i * A, 1, k + i * 3, 1);  // rows: 3 x 3
-            } else {
-                for (int j = 0; j < A; ++j) Wino<2>::gt(u + j, A, t + j, A);
-                for (int i = 0; i < 3; ++i) Wino<2>::gt(t + i * A, 1, k + i * 3, 1);
+#pragma omp for schedule(static)
+        for (index_t o0 = 0; o0 < O; o0 += kOB) {
+            const index_t on = std::min(kOB, O - o0);
+            for (index_t c0 = 0; c0 < C; c0 += kCB) {
+                const index_t cn = std::min(kCB, C - c0);
+                for (int i = 0; i < A2; ++i)
+                    for (index_t oo = 0; oo < on; ++oo) {
+                        float* row = su.data() + (i * kOB + oo) * kCB;
+                        const float* src = dU + (index_t(i) * Op + o0 + oo) * Cp + c0;
+                        std::copy(src, src + cn, row);
+                        for (index_t p = 1; p < parts; ++p) {
+                            const float* sp = src + p * UO;
+#pragma omp simd
+                            for (index_t c = 0; c < cn; ++c) row[c] += sp[c];
+                        }
+                    }
+                for (index_t oo = 0; oo < on; ++oo)
+                    for (index_t c = 0; c < cn; ++c) {
+                        for (int i = 0; i < A2; ++i) u[i] = su[std::size_t((i * kOB + oo) * kCB + c)];
+                        if (m == 4) {
+                            for (int j = 0; j < A; ++j) Wino<4>::gt(u + j, A, t + j, A);        // columns: 3 x A
+                            for (int i = 0; i < 3; ++i) Wino<4>::gt(t + i * A, 1, k + i * 3, 1);  // rows: 3 x 3
+                        } else {
+                            for (int j = 0; j < A; ++j) Wino<2>::gt(u + j, A, t + j, A);
+                            for (int i = 0; i < 3; ++i) Wino<2>::gt(t + i * A, 1, k + i * 3, 1);
+                        }
+                        for (int i = 0; i < 9; ++i) gw[((o0 + oo) * C + c0 + c) * 9 + i] = float(k[i]);
+                    }
             }
-            for (int i = 0; i < 9; ++i) gw[(o * C + c) * 9 + i] = float(k[i]);
         }
     }
     count_call(Switch::winograd);

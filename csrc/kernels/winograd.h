@@ -28,8 +28,9 @@ namespace pcn {
 bool conv2d_forward_winograd(const float* x, const float* w, const float* bias, float* y, const ConvArgs& a,
                              int m = 0);
 // Both gradients in one pass over gy (either output may be null: not wanted): the
-// data gradient gx and the weight gradient gw share gy's channel-last copy.
-bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw,
+// data gradient gx and the weight gradient gw share gy's channel-last copy, and the
+// bias gradient gb (O) (null: not wanted) is summed from it on the way.
+bool conv2d_backward_winograd(const float* gy, const float* x, const float* w, float* gx, float* gw, float* gb,
                               const ConvArgs& a, int m = 0);
 
 }  // namespace pcn

@@ -35,7 +35,8 @@ def wino_configs(draw):
     pads = (padding, padding) if isinstance(padding, int) else ((1, 1) if padding == "same" else padding)
     if h + 2 * pads[0] < 3 + 2 or w + 2 * pads[1] < 3 + 2:  # at least 3 x 3 outputs
         h, w = max(h, 5), max(w, 5)
-    return dict(n=draw(st.integers(1, 3)), cin=cin, cout=cout, hw=(h, w), padding=padding,
+    # n >= 4: the backward pass goes chunk by chunk (conv_isa.h: wino_backward_plan)
+    return dict(n=draw(st.integers(1, 6)), cin=cin, cout=cout, hw=(h, w), padding=padding,
                 bias=draw(st.booleans()))
 
 
@@ -52,12 +53,16 @@ def test_winograd_matches_float64(threads, cfg, seed, isa):
         p = cfg["padding"]
         y64 = F.conv2d(x.astype(F64), w.astype(F64), None if b is None else b.astype(F64), padding=p)
         gy = rand(rng, y64.shape, F32)
-        gx64, gw64, _ = F.conv2d_backward(gy.astype(F64), x.astype(F64), w.astype(F64), padding=p)
+        gx64, gw64, gb64 = F.conv2d_backward(gy.astype(F64), x.astype(F64), w.astype(F64), padding=p)
         calls = _core._calls("winograd")
         y = F.conv2d(x, w, b, padding=p)
-        gx, gw, _ = F.conv2d_backward(gy, x, w, padding=p)
+        gx, gw, gb = F.conv2d_backward(gy, x, w, padding=p)
         assert _core._calls("winograd") - calls == 3, "forward, data and weight gradients take Winograd"
-        for name, got, want in (("y", y, y64), ("grad_x", gx, gx64), ("grad_w", gw, gw64)):
+        # the weight gradient alone (a first layer): Winograd too, the bias gradient summed on its way
+        _, gw_only, gb_only = F.conv2d_backward(gy, x, w, padding=p, need_grad_x=False)
+        assert _core._calls("winograd") - calls == 4
+        for name, got, want in (("y", y, y64), ("grad_x", gx, gx64), ("grad_w", gw, gw64),
+                                ("grad_w (alone)", gw_only, gw64), ("grad_b", gb, gb64), ("grad_b (alone)", gb_only, gb64)):
             assert got.dtype == F32 and got.shape == want.shape
             assert _rel_err(got, want) < BOUND, f"{name}: relative error {_rel_err(got, want):.2e}"
     finally:
@@ -66,7 +71,8 @@ def test_winograd_matches_float64(threads, cfg, seed, isa):
 
 def test_winograd_bits_do_not_depend_on_the_thread_count(isa):
     """Forward and data gradient write disjoint outputs; the weight gradient sums fixed
-    chunks of tiles in chunk order: 1 and 2 threads give the same bits."""
+    chunks of tiles in chunk order, the bias gradient samples in sample order: 1 and 2
+    threads give the same bits."""
     rng = np.random.default_rng(3)
     x, w = rand(rng, (9, 32, 16, 16), F32), rand(rng, (48, 32, 3, 3), F32)
     gy = rand(rng, (9, 48, 16, 16), F32)
@@ -75,7 +81,7 @@ def test_winograd_bits_do_not_depend_on_the_thread_count(isa):
     try:
         for t in (1, 2):
             pyconvnet.set_num_threads(t)
-            out.append((F.conv2d(x, w, padding=1),) + F.conv2d_backward(gy, x, w, padding=1)[:2])
+            out.append((F.conv2d(x, w, padding=1),) + F.conv2d_backward(gy, x, w, padding=1))
     finally:
         pyconvnet.set_num_threads(old)
     for a, b in zip(*out):

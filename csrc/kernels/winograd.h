@@ -9,10 +9,13 @@
 // multiplications than direct convolution. The weight gradient is the same
 // algorithm run backwards: dg = G^T [ sum_tiles (A dY A^T) (.) (B^T d B) ] G.
 //
-// Tiles are processed in blocks (one thread a block; each block's transforms and
-// GEMMs stay in cache), the forward and data gradient write disjoint outputs, and
-// the weight gradient sums its blocks in fixed chunks added in chunk order
-// (core/parallel.h: sum_chunks): every result has the same bits for any thread count.
+// Batches of many samples go in chunks of a few samples, each taken by one thread
+// through every stage (channel-last copy, transforms, products, copy back) so its data
+// stay in that core's L2; few large samples go one chunk at a time, the threads
+// splitting its tiles in blocks. The forward and data gradient write disjoint
+// outputs, and the weight gradient sums fixed ranges of chunks (or blocks) in order,
+// the parts added in part order (core/parallel.h: sum_chunks; conv_isa.h:
+// wino_backward_plan): every result has the same bits for any thread count.
 //
 // Accuracy (float32): F(4x4) rounds about 10x worse than direct convolution, F(2x2)
 // about as well (tests/functional/test_winograd.py measures both against float64).

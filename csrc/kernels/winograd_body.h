@@ -5,7 +5,8 @@
 // transform are in winograd.cpp.
 //
 // The transforms run over channels: a sample chunk is first copied to channel-last
-// (NHWC, channels padded to a multiple of W), so each tile's (m+2)^2 patch pixels are
+// (NHWC, channels padded to a multiple of W, a zero border so every tile's window is
+// inside), so each tile's (m+2)^2 patch pixels are
 // W-channel vector loads, and the 1-D transforms (winograd_transforms.h) run on
 // vectors: W channels of a tile at once. (Transforming tile by tile in NCHW read 36
 // scattered values per tile and channel: 57% of the time went to the transforms.)
